@@ -1,0 +1,1 @@
+"""Configuration dataclasses (``ptycho.config.config``) and YAML loading (``ptycho.config.files``)."""

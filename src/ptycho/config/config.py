@@ -1,0 +1,352 @@
+"""Configuration dataclasses: the single source of truth for a run.
+
+Importable with the standard library only: ptychodus builds these objects in its GUI process,
+pickles them and sends them to a worker. All classes are mutable (ptychodus sets
+``config.model.N`` after construction) and ``N=0`` is allowed until the data fix it.
+
+Core code receives these objects explicitly. ``ptycho.params.cfg`` is a legacy mirror written by
+:func:`update_legacy_dict` for old callers; nothing in the core reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+from ptycho.errors import InputError
+
+SUPPORTED_N = (64, 128, 256)
+AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
+ARCHITECTURES = ("cnn",)
+MODEL_TYPES = ("pinn", "supervised")
+BACKENDS = ("pytorch", "tensorflow")
+MEASUREMENTS = ("auto", "amplitude", "intensity")
+
+
+@dataclass
+class ModelConfig:
+    """Network and forward-model settings.
+
+    Attributes
+    ----------
+    N : int
+        Diffraction pattern (and object patch) size in pixels; one of 64, 128, 256, or 0 until
+        the data fix it.
+    gridsize : int
+        g: each sample groups C = g**2 neighbouring scan positions.
+    n_filters_scale : int
+        Multiplier s of the convolution filter ladder.
+    model_type : {'pinn', 'supervised'}
+        'pinn' trains through the physics (Poisson NLL); 'supervised' regresses ground-truth
+        patches (needs ``objectGuess``).
+    architecture : {'cnn'}
+        Generator network.
+    amp_activation : {'sigmoid', 'swish', 'softplus', 'relu'}
+        Amplitude head activation.
+    object_big : bool
+        Merge the C patches of a sample on one canvas and re-extract them (overlap constraint).
+    probe_big : bool
+        Predict the border outside the central N/2 box with an extra branch.
+    probe_mask : bool
+        Multiply the illuminated field by the disk of radius N/4.
+    pad_object : bool
+        Predict only the central N/2 box, zero-padded to N.
+    probe_scale : float
+        Probe normalisation divisor (see ``ptycho.physics.normalize_probe``).
+    gaussian_smoothing_sigma : float
+        Sigma in pixels of the smoothing applied to the illuminated field; 0 disables it.
+    """
+
+    N: int = 64
+    gridsize: int = 1
+    n_filters_scale: int = 2
+    model_type: Literal["pinn", "supervised"] = "pinn"
+    architecture: Literal["cnn"] = "cnn"
+    amp_activation: str = "sigmoid"
+    object_big: bool = True
+    probe_big: bool = True
+    probe_mask: bool = False
+    pad_object: bool = True
+    probe_scale: float = 4.0
+    gaussian_smoothing_sigma: float = 0.0
+
+
+@dataclass
+class TrainingConfig:
+    """Settings of one training run.
+
+    ``nphotons=None`` (the default) takes the measured mean photon count per pattern, so that
+    the Poisson model matches the real noise. ``n_groups=None`` anchors a group at every scan
+    position. ``n_images`` is a deprecated alias of ``n_groups``.
+    """
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train_data_file: Optional[Path] = None
+    test_data_file: Optional[Path] = None
+    batch_size: int = 16
+    nepochs: int = 50
+    mae_weight: float = 0.0
+    nll_weight: float = 1.0
+    realspace_mae_weight: float = 0.0
+    realspace_weight: float = 0.0
+    nphotons: Optional[float] = None
+    n_groups: Optional[int] = None
+    n_images: Optional[int] = None
+    n_subsample: Optional[int] = None
+    subsample_seed: Optional[int] = None
+    neighbor_count: int = 4
+    enable_oversampling: bool = False
+    neighbor_pool_size: Optional[int] = None
+    sequential_sampling: bool = False
+    positions_provided: bool = True
+    probe_trainable: bool = False
+    intensity_scale_trainable: bool = True
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.05
+    early_stop_patience: int = 3
+    plateau_factor: float = 0.5
+    plateau_patience: int = 2
+    plateau_min_lr: float = 1e-4
+    seed: int = 42
+    measurement: str = "auto"
+    output_dir: Path = Path("training_outputs")
+    backend: Literal["pytorch", "tensorflow"] = "pytorch"
+
+    def __post_init__(self) -> None:
+        if self.n_images is not None:
+            warnings.warn(
+                "TrainingConfig.n_images is deprecated; use n_groups", DeprecationWarning, stacklevel=3
+            )
+            if self.n_groups is None:
+                self.n_groups = self.n_images
+
+
+@dataclass
+class InferenceConfig:
+    """Settings of one inference run. ``n_groups=None`` covers every scan position."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    model_path: Path = Path()
+    test_data_file: Path = Path()
+    n_groups: Optional[int] = None
+    n_images: Optional[int] = None
+    n_subsample: Optional[int] = None
+    subsample_seed: Optional[int] = None
+    neighbor_count: int = 4
+    enable_oversampling: bool = False
+    neighbor_pool_size: Optional[int] = None
+    debug: bool = False
+    measurement: str = "auto"
+    output_dir: Path = Path("inference_outputs")
+    backend: Literal["pytorch", "tensorflow"] = "pytorch"
+
+    def __post_init__(self) -> None:
+        if self.n_images is not None:
+            warnings.warn(
+                "InferenceConfig.n_images is deprecated; use n_groups", DeprecationWarning, stacklevel=3
+            )
+            if self.n_groups is None:
+                self.n_groups = self.n_images
+
+
+@dataclass
+class ExecutionConfig:
+    """Where and how computation runs. Never written to the legacy ``params.cfg``.
+
+    Attributes
+    ----------
+    accelerator : str
+        Lightning accelerator: 'auto', 'cpu', 'gpu', 'cuda', 'mps'.
+    devices : int or 'auto'
+        Number of devices per node.
+    strategy : str
+        Lightning strategy ('auto', 'ddp', ...).
+    num_nodes : int
+        Nodes for multi-node training.
+    precision : str
+        Lightning precision, e.g. '32-true' or 'bf16-mixed'.
+    num_workers : int
+        Data loader worker processes.
+    logger : str
+        'csv' (default), 'tensorboard', 'mlflow' or 'none'.
+    progress_bar : bool
+        Show a progress bar during training.
+    inference_batch_size : int
+        Samples per predict batch.
+    """
+
+    accelerator: str = "auto"
+    devices: Union[int, str] = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    num_workers: int = 0
+    logger: str = "csv"
+    progress_bar: bool = True
+    inference_batch_size: int = 256
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------------------------
+
+def _invalid(owner: str, name: str, value: Any, allowed: str) -> InputError:
+    return InputError("invalid value", f"{owner}.{name}", allowed, repr(value))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_model_config(config: ModelConfig, *, require_n: bool = True) -> None:
+    """Raise :class:`~ptycho.errors.InputError` (a ``ValueError``) for the first bad field.
+
+    ``require_n=False`` accepts ``N=0`` (not yet known).
+    """
+    owner = "ModelConfig"
+    allowed_n = " or ".join(str(n) for n in SUPPORTED_N)
+    if not _is_int(config.N) or (config.N not in SUPPORTED_N and (require_n or config.N != 0)):
+        raise _invalid(owner, "N", config.N, f"one of {allowed_n}")
+    if not _is_int(config.gridsize) or config.gridsize < 1:
+        raise _invalid(owner, "gridsize", config.gridsize, "an integer >= 1")
+    if not _is_int(config.n_filters_scale) or config.n_filters_scale < 1:
+        raise _invalid(owner, "n_filters_scale", config.n_filters_scale, "an integer >= 1")
+    if config.model_type not in MODEL_TYPES:
+        raise _invalid(owner, "model_type", config.model_type, f"one of {', '.join(MODEL_TYPES)}")
+    if config.architecture not in ARCHITECTURES:
+        raise _invalid(owner, "architecture", config.architecture, f"one of {', '.join(ARCHITECTURES)}")
+    if config.amp_activation not in AMP_ACTIVATIONS:
+        raise _invalid(
+            owner, "amp_activation", config.amp_activation, f"one of {', '.join(AMP_ACTIVATIONS)}"
+        )
+    for name in ("object_big", "probe_big", "probe_mask", "pad_object"):
+        if not isinstance(getattr(config, name), bool):
+            raise _invalid(owner, name, getattr(config, name), "true or false")
+    if not _is_number(config.probe_scale) or config.probe_scale <= 0:
+        raise _invalid(owner, "probe_scale", config.probe_scale, "a number > 0")
+    if not _is_number(config.gaussian_smoothing_sigma) or config.gaussian_smoothing_sigma < 0:
+        raise _invalid(owner, "gaussian_smoothing_sigma", config.gaussian_smoothing_sigma, "a number >= 0")
+
+
+def _validate_sampling(owner: str, config: Any) -> None:
+    for name in ("n_groups", "n_subsample"):
+        value = getattr(config, name)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise _invalid(owner, name, value, "an integer >= 1 or unset")
+    if not _is_int(config.neighbor_count) or config.neighbor_count < 1:
+        raise _invalid(owner, "neighbor_count", config.neighbor_count, "an integer >= 1")
+    if config.measurement not in MEASUREMENTS:
+        raise _invalid(owner, "measurement", config.measurement, f"one of {', '.join(MEASUREMENTS)}")
+    if config.backend not in BACKENDS:
+        raise _invalid(owner, "backend", config.backend, f"one of {', '.join(BACKENDS)}")
+
+
+def validate_training_config(config: TrainingConfig, *, require_n: bool = True) -> None:
+    """Validate a :class:`TrainingConfig` (and its model); raise ``InputError`` on the first bad field."""
+    validate_model_config(config.model, require_n=require_n)
+    owner = "TrainingConfig"
+    if not _is_int(config.batch_size) or config.batch_size < 1:
+        raise _invalid(owner, "batch_size", config.batch_size, "an integer >= 1")
+    if not _is_int(config.nepochs) or config.nepochs < 1:
+        raise _invalid(owner, "nepochs", config.nepochs, "an integer >= 1")
+    for name in ("mae_weight", "nll_weight", "realspace_mae_weight", "realspace_weight"):
+        value = getattr(config, name)
+        if not _is_number(value) or value < 0:
+            raise _invalid(owner, name, value, "a number >= 0")
+    if config.model.model_type == "pinn" and config.nll_weight == 0 and config.mae_weight == 0:
+        raise _invalid(owner, "nll_weight", config.nll_weight, "> 0 (or mae_weight > 0) for a PINN")
+    if config.nphotons is not None and (not _is_number(config.nphotons) or config.nphotons <= 0):
+        raise _invalid(owner, "nphotons", config.nphotons, "a number > 0 or unset (measured)")
+    if not _is_number(config.learning_rate) or config.learning_rate <= 0:
+        raise _invalid(owner, "learning_rate", config.learning_rate, "a number > 0")
+    if not _is_number(config.validation_fraction) or not 0 <= config.validation_fraction < 1:
+        raise _invalid(owner, "validation_fraction", config.validation_fraction, "a number in [0, 1)")
+    for name in ("early_stop_patience", "plateau_patience"):
+        value = getattr(config, name)
+        if not _is_int(value) or value < 1:
+            raise _invalid(owner, name, value, "an integer >= 1")
+    if not _is_number(config.plateau_factor) or not 0 < config.plateau_factor < 1:
+        raise _invalid(owner, "plateau_factor", config.plateau_factor, "a number in (0, 1)")
+    if not _is_number(config.plateau_min_lr) or config.plateau_min_lr < 0:
+        raise _invalid(owner, "plateau_min_lr", config.plateau_min_lr, "a number >= 0")
+    if not _is_int(config.seed) or config.seed < 0:
+        raise _invalid(owner, "seed", config.seed, "an integer >= 0")
+    _validate_sampling(owner, config)
+
+
+def validate_inference_config(config: InferenceConfig) -> None:
+    """Validate an :class:`InferenceConfig`; raise ``InputError`` on the first bad field."""
+    validate_model_config(config.model, require_n=False)
+    _validate_sampling("InferenceConfig", config)
+
+
+def validate_execution_config(config: ExecutionConfig) -> None:
+    """Validate an :class:`ExecutionConfig`; raise ``InputError`` on the first bad field."""
+    owner = "ExecutionConfig"
+    accelerators = ("auto", "cpu", "gpu", "cuda", "mps")
+    if config.accelerator not in accelerators:
+        raise _invalid(owner, "accelerator", config.accelerator, f"one of {', '.join(accelerators)}")
+    if not (config.devices == "auto" or (_is_int(config.devices) and config.devices >= 1)):
+        raise _invalid(owner, "devices", config.devices, "an integer >= 1 or 'auto'")
+    if not _is_int(config.num_nodes) or config.num_nodes < 1:
+        raise _invalid(owner, "num_nodes", config.num_nodes, "an integer >= 1")
+    precisions = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true", "64")
+    if str(config.precision) not in precisions:
+        raise _invalid(owner, "precision", config.precision, f"one of {', '.join(precisions)}")
+    if not _is_int(config.num_workers) or config.num_workers < 0:
+        raise _invalid(owner, "num_workers", config.num_workers, "an integer >= 0")
+    loggers = ("csv", "tensorboard", "mlflow", "none")
+    if config.logger not in loggers:
+        raise _invalid(owner, "logger", config.logger, f"one of {', '.join(loggers)}")
+    if not _is_int(config.inference_batch_size) or config.inference_batch_size < 1:
+        raise _invalid(owner, "inference_batch_size", config.inference_batch_size, "an integer >= 1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Legacy bridge (ptycho.params.cfg)
+# ---------------------------------------------------------------------------------------------
+
+KEY_MAPPINGS = {
+    "object_big": "object.big",
+    "probe_big": "probe.big",
+    "probe_mask": "probe.mask",
+    "probe_trainable": "probe.trainable",
+    "intensity_scale_trainable": "intensity_scale.trainable",
+    "positions_provided": "positions.provided",
+    "output_dir": "output_prefix",
+    "train_data_file": "train_data_file_path",
+    "test_data_file": "test_data_file_path",
+}
+
+
+def dataclass_to_legacy_dict(config: Any) -> dict[str, Any]:
+    """Flatten a config dataclass (and its nested ``model``) into legacy ``params.cfg`` keys.
+
+    Paths become strings; names are translated with :data:`KEY_MAPPINGS`.
+    """
+    flat: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            flat.update(dataclass_to_legacy_dict(value))
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        flat[KEY_MAPPINGS.get(f.name, f.name)] = value
+    return flat
+
+
+def update_legacy_dict(cfg: dict, config: Any) -> dict:
+    """Write every non-None field of ``config`` into the legacy dict ``cfg`` and return it."""
+    for key, value in dataclass_to_legacy_dict(config).items():
+        if value is not None:
+            cfg[key] = value
+    return cfg

@@ -1,0 +1,177 @@
+"""Group neighbouring scan positions (KD-tree) and serve grouped, normalised samples.
+
+A *group* is C = gridsize**2 scan positions: an anchor and C-1 of its K nearest neighbours.
+Training anchors a group at every position unless ``n_groups`` limits it; inference anchors at
+every position, so every position is reconstructed at least once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ptycho import physics
+from ptycho.data.scan import Scan
+from ptycho.errors import InputError
+
+
+def group_positions(xcoords: np.ndarray, ycoords: np.ndarray, gridsize: int, *,
+                    neighbor_count: int = 4, n_groups: Optional[int] = None, seed: int = 0,
+                    sequential: bool = False, enable_oversampling: bool = False) -> np.ndarray:
+    """Choose anchors and group members.
+
+    Parameters
+    ----------
+    xcoords, ycoords : ndarray, shape (M,), float, object pixels
+    gridsize : int
+        g; each group has C = g**2 members.
+    neighbor_count : int
+        K: members other than the anchor are drawn from its K nearest neighbours (K >= C - 1).
+    n_groups : int, optional
+        Number of groups. None: one group anchored at every position (covers all positions).
+        Fewer than M: a seeded random (or, with ``sequential``, the first) subset of anchors.
+        More than M: needs ``enable_oversampling`` and gridsize > 1; anchors repeat with fresh
+        random neighbour draws.
+    seed : int
+        Seed of the anchor and member draws (deterministic for a seed).
+
+    Returns
+    -------
+    ndarray, shape (B, C), int64
+        Scan indices of each group's members; member 0 is the anchor.
+    """
+    n_positions = len(xcoords)
+    channels = gridsize * gridsize
+    if n_positions < channels:
+        raise InputError("scan too small for gridsize", "--gridsize",
+                         f"at least gridsize**2 = {channels} scan positions", f"{n_positions}")
+    if channels > 1 and neighbor_count < channels - 1:
+        raise InputError("too few neighbours", "--neighbor_count",
+                         f"K >= gridsize**2 - 1 = {channels - 1}", str(neighbor_count))
+    rng = np.random.default_rng(seed)
+    if n_groups is None or n_groups == n_positions:
+        anchors = np.arange(n_positions)
+    elif n_groups < n_positions:
+        anchors = np.arange(n_groups) if sequential else np.sort(
+            rng.choice(n_positions, size=n_groups, replace=False))
+    else:
+        if channels == 1 or not enable_oversampling:
+            raise InputError("more groups than positions", "--n_groups",
+                             f"at most {n_positions} (or gridsize > 1 with --enable_oversampling)",
+                             str(n_groups))
+        extra = rng.choice(n_positions, size=n_groups - n_positions, replace=True)
+        anchors = np.concatenate([np.arange(n_positions), extra])
+    if channels == 1:
+        return anchors.reshape(-1, 1).astype(np.int64)
+
+    points = np.column_stack([xcoords, ycoords])
+    k = min(neighbor_count + 1, n_positions)
+    _, neighbours = cKDTree(points).query(points[anchors], k=k)
+    neighbours = np.asarray(neighbours).reshape(len(anchors), k)
+    groups = np.empty((len(anchors), channels), np.int64)
+    for row, (anchor, candidates) in enumerate(zip(anchors, neighbours)):
+        others = candidates[candidates != anchor][: k - 1]
+        groups[row, 0] = anchor
+        groups[row, 1:] = rng.choice(others, size=channels - 1, replace=False)
+    return groups
+
+
+@dataclass
+class GroupedData:
+    """Grouped view of a scan: samples are built on demand, so large scans are never copied.
+
+    Attributes
+    ----------
+    scan : Scan
+    nn_indices : ndarray, shape (B, C), int64
+    N : int
+    norm_factor : float
+        ``physics.diffraction_norm_factor`` of the whole scan: ``X = norm_factor * amplitude``.
+    """
+
+    scan: Scan
+    nn_indices: np.ndarray
+    N: int
+    norm_factor: float
+
+    @classmethod
+    def from_scan(cls, scan: Scan, gridsize: int, *, neighbor_count: int = 4,
+                  n_groups: Optional[int] = None, seed: int = 0, sequential: bool = False,
+                  enable_oversampling: bool = False) -> "GroupedData":
+        """Group ``scan`` (see :func:`group_positions`) and fix the dataset normalisation."""
+        nn = group_positions(scan.xcoords, scan.ycoords, gridsize, neighbor_count=neighbor_count,
+                             n_groups=n_groups, seed=seed, sequential=sequential,
+                             enable_oversampling=enable_oversampling)
+        factor = physics.diffraction_norm_factor(scan.diffraction)
+        return cls(scan=scan, nn_indices=nn, N=scan.N, norm_factor=factor)
+
+    def __len__(self) -> int:
+        return int(self.nn_indices.shape[0])
+
+    @property
+    def gridsize(self) -> int:
+        return int(round(np.sqrt(self.nn_indices.shape[1])))
+
+    @property
+    def channels(self) -> int:
+        return int(self.nn_indices.shape[1])
+
+    def _rows(self, index) -> np.ndarray:
+        return self.nn_indices[np.arange(len(self))[index] if isinstance(index, slice) else index]
+
+    def diffraction(self, index=slice(None)) -> np.ndarray:
+        """Raw amplitudes of the selected samples. Shape (b, N, N, C), float32."""
+        rows = np.atleast_2d(self._rows(index))
+        patterns = np.asarray(self.scan.diffraction[rows.reshape(-1)], np.float32)
+        return np.moveaxis(patterns.reshape(rows.shape + patterns.shape[1:]), 1, -1)
+
+    def X(self, index=slice(None)) -> np.ndarray:
+        """Normalised amplitudes ``norm_factor * diffraction``. Shape (b, N, N, C), float32."""
+        return (self.diffraction(index) * np.float32(self.norm_factor)).astype(np.float32)
+
+    def coords(self, index=slice(None), *, start: bool = False) -> dict[str, np.ndarray]:
+        """Legacy coordinate arrays of the selected samples ([x, y] on axis 2).
+
+        Returns ``{'nn': (b,1,2,C), 'offsets': (b,1,2,1), 'relative': (b,1,2,C)}``, float64,
+        with ``offsets`` the group mean and ``relative = -(nn - offsets)`` (legacy sign).
+        """
+        rows = np.atleast_2d(self._rows(index))
+        x = self.scan.xcoords_start if start else self.scan.xcoords
+        y = self.scan.ycoords_start if start else self.scan.ycoords
+        nn = np.stack([x[rows], y[rows]], axis=1)[:, None, :, :]
+        offsets = nn.mean(axis=-1, keepdims=True)
+        return {"nn": nn, "offsets": offsets, "relative": -(nn - offsets)}
+
+    def ground_truth_patches(self, index=slice(None)) -> Optional[np.ndarray]:
+        """True-geometry object patches at each member's position. (b, N, N, C) complex64 or None."""
+        if self.scan.object_guess is None:
+            return None
+        rows = np.atleast_2d(self._rows(index))
+        flat = rows.reshape(-1)
+        patches = physics.extract_patches(self.scan.object_guess, self.scan.xcoords[flat],
+                                          self.scan.ycoords[flat], self.N)
+        patches = patches.reshape(rows.shape + patches.shape[1:])
+        return np.moveaxis(patches, 1, -1).astype(np.complex64)
+
+    def as_dict(self) -> dict:
+        """The legacy grouped dict (keys of ``RawData.generate_grouped_data``), fully materialised."""
+        coords = self.coords()
+        coords_start = self.coords(start=True)
+        return {
+            "diffraction": self.diffraction(),
+            "X_full": self.X(),
+            "Y": self.ground_truth_patches(),
+            "coords_nn": coords["nn"],
+            "coords_offsets": coords["offsets"],
+            "coords_relative": coords["relative"],
+            "coords_start_nn": coords_start["nn"],
+            "coords_start_offsets": coords_start["offsets"],
+            "coords_start_relative": coords_start["relative"],
+            "coords_global": coords["offsets"],
+            "nn_indices": self.nn_indices,
+            "objectGuess": self.scan.object_guess,
+            "norm_factor": self.norm_factor,
+        }

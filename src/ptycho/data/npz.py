@@ -1,0 +1,295 @@
+"""Read and write the PtychoPINN scan NPZ (never unpickling), with one clear error per problem.
+
+Keys
+----
+Required: ``xcoords``, ``ycoords`` (M,), ``diff3d`` (alias ``diffraction``) in layout
+(M, N, N), (N, N, M) or (M, N, N, 1), ``probeGuess`` (N, N), (N, N, 1) or (modes, N, N).
+Optional: ``xcoords_start``, ``ycoords_start``, ``scan_index``, ``objectGuess`` (H, W),
+``bad_pixels`` (N, N), ``measurement`` ('amplitude' or 'intensity').
+
+Measurement domain (design section 2): ``diff3d`` holds amplitudes unless the file says
+``measurement='intensity'``, carries ``bad_pixels`` (a ptychodus export), or stores an integer
+dtype; intensities are converted to amplitudes with ``sqrt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ptycho.data.scan import Scan
+from ptycho.errors import InputError
+from ptycho.fileio import atomic_path
+
+log = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("xcoords", "ycoords", "probeGuess")
+DIFFRACTION_KEYS = ("diff3d", "diffraction")
+
+
+def _describe(array: np.ndarray) -> str:
+    return f"{array.dtype} array of shape {tuple(array.shape)}"
+
+
+class _NpzReader:
+    """Lazy, pickle-free access to the arrays of one NPZ with file-and-key error messages."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.name = path.name
+        try:
+            self._npz = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError("file not found", str(path), "an existing .npz scan file") from None
+        except IsADirectoryError:
+            raise InputError("not a file", str(path), "a .npz scan file", "a directory") from None
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise InputError("unreadable NPZ", str(path), "a valid NumPy .npz archive",
+                             type(exc).__name__ + ": " + str(exc).splitlines()[0]) from None
+        self.keys = set(self._npz.files)
+
+    def get(self, key: str) -> Optional[np.ndarray]:
+        if key not in self.keys:
+            return None
+        try:
+            return np.asarray(self._npz[key])
+        except ValueError as exc:
+            if "allow_pickle" in str(exc):
+                raise InputError("pickled object array", f"{self.name}:{key}",
+                                 "a plain numeric array (pickles are never loaded)") from None
+            raise InputError("unreadable array", f"{self.name}:{key}", "a valid .npy member",
+                             str(exc).splitlines()[0]) from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise InputError("corrupt member", f"{self.name}:{key}", "a readable .npy member",
+                             type(exc).__name__) from None
+
+    def require(self, key: str) -> np.ndarray:
+        value = self.get(key)
+        if value is None:
+            raise InputError("missing key", f"{self.name}:{key}",
+                             f"the scan NPZ keys {', '.join(REQUIRED_KEYS + ('diff3d',))}",
+                             f"keys {sorted(self.keys)}")
+        return value
+
+    def close(self) -> None:
+        self._npz.close()
+
+
+def _check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = False) -> None:
+    if array.dtype.kind not in ("i", "u", "f") + (("c",) if allow_complex else ()):
+        expected = "a numeric array" if allow_complex else "a real numeric array"
+        raise InputError("wrong dtype", where, expected, str(array.dtype))
+    if array.size == 0:
+        raise InputError("empty array", where, "at least one element", _describe(array))
+    if array.dtype.kind in ("f", "c") and not np.all(np.isfinite(array)):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InputError("non-finite values", where, "finite numbers", f"{bad} NaN/Inf values")
+
+
+def _coords(reader: _NpzReader, key: str, required: bool) -> Optional[np.ndarray]:
+    array = reader.require(key) if required else reader.get(key)
+    if array is None:
+        return None
+    where = f"{reader.name}:{key}"
+    _check_real_finite(array, where)
+    if array.ndim != 1:
+        array = np.squeeze(array)
+        if array.ndim != 1:
+            raise InputError("wrong shape", where, "a 1-D array of positions", _describe(array))
+    return array.astype(np.float64)
+
+
+def _diffraction_layout(array: np.ndarray, n_positions: int, where: str) -> np.ndarray:
+    if array.ndim == 4 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise InputError("wrong shape", where, "patterns as (M, N, N), (N, N, M) or (M, N, N, 1)",
+                         _describe(array))
+    if array.shape[0] == n_positions and array.shape[1] == array.shape[2]:
+        return array
+    if array.shape[2] == n_positions and array.shape[0] == array.shape[1]:
+        log.info("%s: transposed patterns from (N, N, M) to (M, N, N)", where)
+        return np.ascontiguousarray(np.moveaxis(array, -1, 0))
+    if array.shape[1] != array.shape[2] and array.shape[0] != array.shape[1]:
+        raise InputError("non-square patterns", where, "square N x N patterns", _describe(array))
+    raise InputError("length mismatch", where, f"{n_positions} patterns, one per position",
+                     _describe(array))
+
+
+def _probe(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
+    _check_real_finite(array, where, allow_complex=True)
+    if array.ndim == 3 and array.shape[-1] == 1 and array.shape[0] == array.shape[1]:
+        array = array[..., 0]
+    elif array.ndim == 3:
+        if array.shape[0] > 1:
+            note = f"{where}: probe has {array.shape[0]} modes; using mode 0"
+            log.warning(note)
+            notes.append(note)
+        array = array[0]
+    if array.ndim != 2 or array.shape[0] != array.shape[1]:
+        raise InputError("wrong shape", where, "a square probe (N, N) or (modes, N, N)",
+                         _describe(array))
+    if not np.any(array):
+        raise InputError("all-zero probe", where, "a probe with non-zero values")
+    return array.astype(np.complex64)
+
+
+def resolve_measurement(reader_keys: set[str], file_value: Optional[str], dtype: np.dtype,
+                        requested: str) -> tuple[str, str]:
+    """Decide whether ``diff3d`` holds amplitudes or intensities; return ``(domain, reason)``."""
+    if requested in ("amplitude", "intensity"):
+        return requested, "requested"
+    if file_value is not None:
+        return file_value, "the file's 'measurement' key"
+    if "bad_pixels" in reader_keys:
+        return "intensity", "a 'bad_pixels' key (ptychodus export)"
+    if np.issubdtype(dtype, np.integer):
+        return "intensity", f"an integer dtype ({dtype})"
+    return "amplitude", "the default"
+
+
+def read_scan_npz(path: str | Path, measurement: str = "auto") -> Scan:
+    """Read and validate a scan NPZ; return a :class:`Scan` holding amplitudes.
+
+    Parameters
+    ----------
+    path : path to the ``.npz`` file
+    measurement : {'auto', 'amplitude', 'intensity'}
+        Domain of ``diff3d``; 'auto' follows the rules in the module docstring.
+
+    Raises
+    ------
+    ptycho.errors.InputError
+        One per problem, naming the file and key.
+    """
+    path = Path(path)
+    if measurement not in ("auto", "amplitude", "intensity"):
+        raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
+    reader = _NpzReader(path)
+    try:
+        return _read(reader, measurement)
+    finally:
+        reader.close()
+
+
+def _read(reader: _NpzReader, measurement: str) -> Scan:
+    name = reader.name
+    xcoords = _coords(reader, "xcoords", True)
+    ycoords = _coords(reader, "ycoords", True)
+    if len(xcoords) != len(ycoords):
+        raise InputError("length mismatch", f"{name}:ycoords", f"{len(xcoords)} values like xcoords",
+                         f"{len(ycoords)} values")
+    if len(xcoords) == 0:
+        raise InputError("empty scan", f"{name}:xcoords", "at least one scan position", "0")
+    n_positions = len(xcoords)
+
+    diff_key = next((k for k in DIFFRACTION_KEYS if k in reader.keys), None)
+    if diff_key is None:
+        reader.require("diff3d")
+    raw = reader.require(diff_key)
+    where = f"{name}:{diff_key}"
+    if raw.dtype.kind == "c":
+        raise InputError("complex diffraction", where, "real amplitudes or counts", str(raw.dtype))
+    _check_real_finite(raw, where)
+    raw = _diffraction_layout(raw, n_positions, where)
+    if raw.dtype.kind in ("i", "f") and np.any(raw < 0):
+        bad = int(np.count_nonzero(raw < 0))
+        raise InputError("negative values", where, "amplitudes or counts >= 0", f"{bad} negative values")
+    if not np.any(raw):
+        raise InputError("all-zero patterns", where, "at least one non-zero pattern")
+
+    notes: list[str] = []
+    probe = _probe(reader.require("probeGuess"), f"{name}:probeGuess", notes)
+    if probe.shape[0] != raw.shape[-1]:
+        raise InputError("size mismatch", f"{name}:probeGuess",
+                         f"a {raw.shape[-1]}x{raw.shape[-1]} probe like the patterns",
+                         f"{probe.shape[0]}x{probe.shape[1]}")
+
+    file_measurement = reader.get("measurement")
+    file_value = None
+    if file_measurement is not None:
+        file_value = str(file_measurement.reshape(-1)[0]) if file_measurement.size else ""
+        if file_value not in ("amplitude", "intensity"):
+            raise InputError("invalid value", f"{name}:measurement", "'amplitude' or 'intensity'",
+                             repr(file_value))
+    domain, reason = resolve_measurement(reader.keys, file_value, raw.dtype, measurement)
+    if domain == "intensity":
+        diffraction = np.sqrt(raw.astype(np.float64)).astype(np.float32)
+        note = f"{name}: diffraction read as intensity (counts) because of {reason}; converted to amplitude"
+    else:
+        diffraction = raw.astype(np.float32, copy=False)
+        note = f"{name}: diffraction read as amplitude ({reason})"
+    log.info(note)
+    notes.append(note)
+
+    xstart = _coords(reader, "xcoords_start", False)
+    ystart = _coords(reader, "ycoords_start", False)
+    for key, value in (("xcoords_start", xstart), ("ycoords_start", ystart)):
+        if value is not None and len(value) != n_positions:
+            raise InputError("length mismatch", f"{name}:{key}", f"{n_positions} values like xcoords",
+                             f"{len(value)} values")
+    scan_index = reader.get("scan_index")
+    if scan_index is not None:
+        scan_index = np.asarray(scan_index).reshape(-1)
+        if len(scan_index) != n_positions:
+            raise InputError("length mismatch", f"{name}:scan_index", f"{n_positions} values",
+                             f"{len(scan_index)} values")
+        scan_index = scan_index.astype(np.int64)
+
+    object_guess = reader.get("objectGuess")
+    if object_guess is not None:
+        where = f"{name}:objectGuess"
+        _check_real_finite(object_guess, where, allow_complex=True)
+        object_guess = np.squeeze(object_guess)
+        if object_guess.ndim != 2:
+            raise InputError("wrong shape", where, "a 2-D complex object (H, W)", _describe(object_guess))
+        object_guess = object_guess.astype(np.complex64)
+        height, width = object_guess.shape
+        outside = (xcoords < 0) | (xcoords > width - 1) | (ycoords < 0) | (ycoords > height - 1)
+        if np.any(outside):
+            first = int(np.flatnonzero(outside)[0])
+            raise InputError(
+                "positions outside objectGuess", f"{name}:xcoords/ycoords",
+                f"0 <= x <= {width - 1} and 0 <= y <= {height - 1} (object pixels)",
+                f"{int(outside.sum())} outside, first (x={xcoords[first]:.1f}, y={ycoords[first]:.1f})")
+
+    bad_pixels = reader.get("bad_pixels")
+    if bad_pixels is not None:
+        bad_pixels = np.asarray(bad_pixels).astype(bool)
+        if bad_pixels.shape != raw.shape[1:]:
+            raise InputError("wrong shape", f"{name}:bad_pixels", f"a mask of shape {raw.shape[1:]}",
+                             _describe(bad_pixels))
+
+    return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=probe,
+                xcoords_start=xstart, ycoords_start=ystart, scan_index=scan_index,
+                object_guess=object_guess, bad_pixels=bad_pixels, measured_domain=domain,
+                source=str(reader.path), notes=notes)
+
+
+def write_scan_npz(path: str | Path, scan: Scan, *, extra: Optional[dict] = None) -> None:
+    """Write ``scan`` as a PtychoPINN NPZ (amplitudes in ``diff3d``), atomically.
+
+    ``extra`` adds plain arrays (e.g. simulation metadata); nothing is pickled.
+    """
+    arrays = {
+        "xcoords": scan.xcoords,
+        "ycoords": scan.ycoords,
+        "xcoords_start": scan.xcoords_start,
+        "ycoords_start": scan.ycoords_start,
+        "diff3d": np.asarray(scan.diffraction, np.float32),
+        "probeGuess": np.asarray(scan.probe, np.complex64),
+        "scan_index": scan.scan_index,
+        "measurement": np.array("amplitude"),
+    }
+    if scan.object_guess is not None:
+        arrays["objectGuess"] = np.asarray(scan.object_guess, np.complex64)
+    for key, value in (extra or {}).items():
+        arrays[key] = np.asarray(value)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)

@@ -1,0 +1,91 @@
+"""The in-memory scan: diffraction amplitudes, positions, probe and optional ground truth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class Scan:
+    """One ptychography scan in the package's conventions (design section 2).
+
+    Attributes
+    ----------
+    diffraction : ndarray, shape (M, N, N)
+        Measured far-field **amplitudes** (sqrt of counts), float32 or the source float dtype.
+    xcoords, ycoords : ndarray, shape (M,), float64
+        Scan positions in object pixels (x = column, y = row).
+    probe : ndarray, shape (N, N), complex64
+        Probe guess (mode 0 of a multi-mode stack).
+    xcoords_start, ycoords_start : ndarray, shape (M,), float64
+        Nominal positions (default: the same as ``xcoords``/``ycoords``).
+    scan_index : ndarray, shape (M,), int64
+    object_guess : ndarray, shape (H, W), complex64, optional
+        Ground truth or initial object.
+    bad_pixels : ndarray, shape (N, N), bool, optional
+    measured_domain : {'amplitude', 'intensity'}
+        What the file held before conversion to amplitude.
+    source : str
+        File name (for messages).
+    """
+
+    diffraction: np.ndarray
+    xcoords: np.ndarray
+    ycoords: np.ndarray
+    probe: np.ndarray
+    xcoords_start: Optional[np.ndarray] = None
+    ycoords_start: Optional[np.ndarray] = None
+    scan_index: Optional[np.ndarray] = None
+    object_guess: Optional[np.ndarray] = None
+    bad_pixels: Optional[np.ndarray] = None
+    measured_domain: str = "amplitude"
+    source: str = "<memory>"
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.xcoords = np.asarray(self.xcoords, np.float64).reshape(-1)
+        self.ycoords = np.asarray(self.ycoords, np.float64).reshape(-1)
+        if self.xcoords_start is None:
+            self.xcoords_start = self.xcoords.copy()
+        if self.ycoords_start is None:
+            self.ycoords_start = self.ycoords.copy()
+        self.xcoords_start = np.asarray(self.xcoords_start, np.float64).reshape(-1)
+        self.ycoords_start = np.asarray(self.ycoords_start, np.float64).reshape(-1)
+        if self.scan_index is None:
+            self.scan_index = np.zeros(len(self.xcoords), np.int64)
+
+    @property
+    def n_positions(self) -> int:
+        """Number of scan positions M."""
+        return int(self.diffraction.shape[0])
+
+    @property
+    def N(self) -> int:
+        """Pattern size in pixels."""
+        return int(self.diffraction.shape[-1])
+
+    def mean_photons_per_pattern(self) -> float:
+        """Mean over patterns of the total counts ``sum(amplitude**2)`` (float64)."""
+        power = np.square(self.diffraction, dtype=np.float64).sum(axis=(-2, -1))
+        return float(power.mean())
+
+    def subset(self, indices: np.ndarray) -> "Scan":
+        """A new scan with only the positions ``indices`` (shares the probe and object)."""
+        indices = np.asarray(indices)
+        return Scan(
+            diffraction=self.diffraction[indices],
+            xcoords=self.xcoords[indices],
+            ycoords=self.ycoords[indices],
+            probe=self.probe,
+            xcoords_start=self.xcoords_start[indices],
+            ycoords_start=self.ycoords_start[indices],
+            scan_index=self.scan_index[indices],
+            object_guess=self.object_guess,
+            bad_pixels=self.bad_pixels,
+            measured_domain=self.measured_domain,
+            source=self.source,
+            notes=list(self.notes),
+        )
