@@ -145,11 +145,21 @@ class GroupedData:
         offsets = nn.mean(axis=-1, keepdims=True)
         return {"nn": nn, "offsets": offsets, "relative": -(nn - offsets)}
 
-    def ground_truth_patches(self, index=slice(None)) -> Optional[np.ndarray]:
-        """True-geometry object patches at each member's position. (b, N, N, C) complex64 or None."""
+    def ground_truth_patches(self, index=slice(None), *, at_centre: bool = False
+                             ) -> Optional[np.ndarray]:
+        """True-geometry object patches from ``objectGuess``, or None without it.
+
+        Returns (b, N, N, C) complex64 patches at each member's own position, or with
+        ``at_centre`` (b, N, N, 1) patches at each group's mean position.
+        """
         if self.scan.object_guess is None:
             return None
         rows = np.atleast_2d(self._rows(index))
+        if at_centre:
+            centre = self.coords(index)["offsets"][:, 0, :, 0]
+            patches = physics.extract_patches(self.scan.object_guess, centre[:, 0], centre[:, 1],
+                                              self.N)
+            return patches[..., None].astype(np.complex64)
         flat = rows.reshape(-1)
         patches = physics.extract_patches(self.scan.object_guess, self.scan.xcoords[flat],
                                           self.scan.ycoords[flat], self.N)

@@ -1,0 +1,92 @@
+"""Torch datasets over :class:`ptycho.data.grouping.GroupedData` (samples built on demand)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ptycho.backends.pytorch.model import offsets_to_torch
+from ptycho.data.grouping import GroupedData
+
+
+class GroupedDataset(Dataset):
+    """Item i: dict with ``x`` (C, N, N) float32 normalised amplitudes X, ``rel`` (C, 2)
+    float32 relative offsets, and (when ground truth is requested) ``truth`` (C_t, N, N)
+    complex64 patches.
+
+    Items are fetched in batches through :meth:`__getitems__` to avoid per-sample overhead.
+    """
+
+    def __init__(self, grouped: GroupedData, indices: np.ndarray, with_truth: bool = False,
+                 truth_at_centre: bool = False):
+        self.grouped = grouped
+        self.indices = np.asarray(indices, np.int64)
+        self.with_truth = with_truth
+        self.truth_at_centre = truth_at_centre
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitems__(self, positions: list[int]) -> dict:
+        rows = self.indices[np.asarray(positions)]
+        x = np.moveaxis(self.grouped.X(rows), -1, 1)
+        coords = self.grouped.coords(rows, start=True)
+        batch = {"x": torch.from_numpy(np.ascontiguousarray(x)),
+                 "rel": torch.from_numpy(offsets_to_torch(coords["relative"]))}
+        if self.with_truth:
+            truth = self.grouped.ground_truth_patches(rows, at_centre=self.truth_at_centre)
+            batch["truth"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(truth, -1, 1)))
+        return batch
+
+    def __getitem__(self, position: int) -> dict:
+        batch = self.__getitems__([position])
+        return {key: value[0] for key, value in batch.items()}
+
+
+def _identity_collate(batch):
+    return batch
+
+
+def split_indices(n_samples: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split into (train, validation) sample indices; validation may be empty."""
+    order = np.random.default_rng(seed).permutation(n_samples)
+    n_val = int(round(n_samples * validation_fraction)) if n_samples > 1 else 0
+    n_val = min(n_val, n_samples - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class GroupedDataModule(L.LightningDataModule):
+    """Train/validation loaders over one GroupedData (or a separate validation set)."""
+
+    def __init__(self, train: GroupedData, batch_size: int, validation_fraction: float, seed: int,
+                 validation: Optional[GroupedData] = None, with_truth: bool = False,
+                 truth_at_centre: bool = False, num_workers: int = 0):
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+        if validation is None:
+            train_idx, val_idx = split_indices(len(train), validation_fraction, seed)
+            self.train_set = GroupedDataset(train, train_idx, with_truth, truth_at_centre)
+            self.val_set = (GroupedDataset(train, val_idx, with_truth, truth_at_centre)
+                            if len(val_idx) else None)
+        else:
+            self.train_set = GroupedDataset(train, np.arange(len(train)), with_truth, truth_at_centre)
+            self.val_set = GroupedDataset(validation, np.arange(len(validation)), with_truth,
+                                          truth_at_centre)
+
+    def _loader(self, dataset: GroupedDataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+                          collate_fn=_identity_collate, num_workers=self.num_workers,
+                          generator=generator, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self):
+        return self._loader(self.val_set, shuffle=False) if self.val_set is not None else []

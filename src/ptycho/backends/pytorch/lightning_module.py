@@ -1,0 +1,95 @@
+"""Thin LightningModule around :class:`PtychoPINN`: losses, optimiser and schedule."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from ptycho import physics
+from ptycho.backends.pytorch import forward_model as fm
+from ptycho.backends.pytorch.model import PtychoPINN
+from ptycho.config.config import TrainingConfig
+
+
+def total_variation(patches: torch.Tensor) -> torch.Tensor:
+    """Mean squared finite differences of real and imaginary parts, (B, C, N, N) complex."""
+    parts = torch.stack([patches.real, patches.imag])
+    return (parts.diff(dim=-1).pow(2).mean() + parts.diff(dim=-2).pow(2).mean())
+
+
+def amplitude_phase_mae(pred: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """MAE of amplitudes plus MAE of wrapped phase differences over ``region`` (N, N) weights."""
+    amp_err = (pred.abs() - truth.abs()).abs()
+    phase_err = torch.angle(pred * torch.conj(truth)).abs()
+    denom = region.sum() * pred.shape[0] * pred.shape[1]
+    return ((amp_err + phase_err) * region).sum() / denom
+
+
+class PINNLightning(L.LightningModule):
+    """Trains :class:`PtychoPINN` by Poisson NLL (PINN) or patch MAE (supervised).
+
+    ``intensity_scale`` is the dataset's s: the network input is ``s * X`` and the measured
+    counts are ``(s * X)**2``; the model's own (possibly trainable) scale starts at s.
+    """
+
+    def __init__(self, model: PtychoPINN, config: TrainingConfig, intensity_scale: float):
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.register_buffer("data_scale", torch.tensor(float(intensity_scale)))
+        n = model.config.N
+        region = physics.centre_mask(n) if model.config.pad_object else torch.ones(n, n)
+        self.register_buffer("truth_region", torch.as_tensor(region, dtype=torch.float32),
+                             persistent=False)
+        self.supervised = model.config.model_type == "supervised"
+        self.has_validation = True
+
+    def _loss(self, batch: dict) -> torch.Tensor:
+        x_scaled = batch["x"] * self.data_scale
+        rel = batch["rel"]
+        cfg = self.config
+        if self.supervised:
+            patches = self.model.object_patches(x_scaled)
+            return amplitude_phase_mae(patches, batch["truth"], self.truth_region)
+        out = self.model(x_scaled, rel)
+        loss = x_scaled.new_zeros(())
+        if cfg.nll_weight:
+            loss = loss + cfg.nll_weight * fm.poisson_nll(out.amplitude.square(), x_scaled.square())
+        if cfg.mae_weight:
+            loss = loss + cfg.mae_weight * (out.amplitude - x_scaled).abs().mean()
+        if cfg.realspace_mae_weight:
+            loss = loss + cfg.realspace_mae_weight * amplitude_phase_mae(
+                out.member_patches, batch["truth"], self.truth_region)
+        if cfg.realspace_weight:
+            loss = loss + cfg.realspace_weight * total_variation(out.patches)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at epoch {self.current_epoch}, step {batch_idx}")
+        size = batch["x"].shape[0]
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size,
+                 sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss = self._loss(batch)
+        self.log("val_loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch["x"].shape[0], sync_dist=True)
+
+    def on_train_epoch_end(self) -> None:
+        self.log("intensity_scale", self.model.scaler.scale().detach(), sync_dist=True)
+        self.log("learning_rate", self.optimizers().param_groups[0]["lr"], sync_dist=True)
+
+    def configure_optimizers(self):
+        cfg = self.config
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+            min_lr=cfg.plateau_min_lr)
+        monitor = "val_loss" if self.has_validation else "train_loss"
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": monitor, "interval": "epoch"}}

@@ -1,0 +1,83 @@
+"""The complete PINN as a plain ``nn.Module``: generator + differentiable forward model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ptycho.backends.pytorch import forward_model as fm
+from ptycho.backends.pytorch.network import CnnGenerator
+from ptycho.config.config import ModelConfig
+
+
+@dataclass
+class ForwardOutput:
+    """Outputs of :meth:`PtychoPINN.forward` (channels-first).
+
+    Attributes
+    ----------
+    patches : (B, C_out, N, N) complex
+        The generator's object patches.
+    object_centre : (B, 1, N, N) complex
+        Object patch centred on the group mean (what inference stitches).
+    member_patches : (B, C, N, N) complex
+        Object patch at each member position (after the object_big merge).
+    amplitude : (B, C, N, N) real
+        Predicted far-field amplitude times s (compare with ``s * X``).
+    """
+
+    patches: torch.Tensor
+    object_centre: torch.Tensor
+    member_patches: torch.Tensor
+    amplitude: torch.Tensor
+
+
+class PtychoPINN(nn.Module):
+    """Network + physics. Input ``s * X`` (B, C, N, N) and relative offsets (B, C, 2)."""
+
+    def __init__(self, config: ModelConfig, probe: np.ndarray, intensity_scale: float,
+                 probe_trainable: bool = False, intensity_scale_trainable: bool = True):
+        super().__init__()
+        self.config = config
+        self.generator = CnnGenerator(config)
+        self.scaler = fm.IntensityScaler(intensity_scale, intensity_scale_trainable)
+        self.illumination = fm.ProbeIllumination(probe, probe_trainable, config.probe_mask,
+                                                 config.gaussian_smoothing_sigma)
+
+    def object_patches(self, x_scaled: torch.Tensor) -> torch.Tensor:
+        """Complex generator output (B, C_out, N, N) for network input ``s * X``."""
+        amplitude, phase = self.generator(x_scaled / self.scaler.scale())
+        return torch.polar(amplitude.float(), phase.float())  # physics stays float32 under AMP
+
+    def place(self, patches: torch.Tensor, rel_xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(member_patches (B, C, N, N), object_centre (B, 1, N, N))``."""
+        channels = rel_xy.shape[1]
+        if self.config.object_big and channels > 1:
+            return fm.merge_and_extract(patches, rel_xy, self.config.pad_object)
+        if channels == 1:
+            return patches, patches
+        return fm.shift_single_patch(patches, rel_xy), patches
+
+    def forward(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor) -> ForwardOutput:
+        patches = self.object_patches(x_scaled)
+        members, centre = self.place(patches, rel_xy)
+        amplitude = fm.far_field_amplitude(self.illumination(members)) * self.scaler.scale()
+        return ForwardOutput(patches=patches, object_centre=centre, member_patches=members,
+                             amplitude=amplitude)
+
+    @torch.no_grad()
+    def predict_object(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor) -> torch.Tensor:
+        """Object patch centred on each group mean, (B, 1, N, N) complex (no physics)."""
+        patches = self.object_patches(x_scaled)
+        if self.config.object_big and rel_xy.shape[1] > 1:
+            return fm.merge_and_extract(patches, rel_xy, self.config.pad_object)[1]
+        return patches
+
+
+def offsets_to_torch(local_offsets: np.ndarray) -> np.ndarray:
+    """Legacy offsets (B, 1, 2, C) -> channels-first (B, C, 2) float32."""
+    offsets = np.asarray(local_offsets, np.float32)
+    return np.ascontiguousarray(np.transpose(offsets[:, 0], (0, 2, 1)))

@@ -1,0 +1,142 @@
+"""The ``cnn`` generator (design section 4): encoder, separate amplitude and phase decoders.
+
+Input ``(B, C, N, N)`` normalised amplitudes; output ``(amplitude, phase)`` each
+``(B, C_out, N, N)`` with ``C_out = C`` when ``object_big`` else 1. No skip connections.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ptycho.config.config import ModelConfig
+
+BORDER_CHANNELS = 4
+
+
+def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
+    """Return (encoder filters, decoder filters, border-branch filters) for patch size N."""
+    encoder_by_n = {64: [32, 64, 128], 128: [16, 32, 64, 128], 256: [8, 16, 32, 64, 128]}
+    decoder_by_n = {64: [64, 32], 128: [128, 64, 32], 256: [256, 128, 64, 32]}
+    if N not in encoder_by_n:
+        raise ValueError(f"the cnn architecture supports N in 64, 128, 256 (got {N})")
+    return ([f * scale for f in encoder_by_n[N]], [f * scale for f in decoder_by_n[N]],
+            scale * 2048 // N)
+
+
+def _conv(c_in: int, c_out: int) -> nn.Conv2d:
+    conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+    nn.init.xavier_uniform_(conv.weight)  # Glorot-uniform kernels, zero biases (Keras defaults)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ConvPoolBlock(nn.Module):
+    """Two 3x3 conv + ReLU, then 2x2 max-pool."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = _conv(c_in, c_out)
+        self.conv2 = _conv(c_out, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.max_pool2d(x, 2)
+
+
+class ConvUpBlock(nn.Module):
+    """Two 3x3 conv + ReLU, then nearest 2x upsampling."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv1 = _conv(c_in, c_out)
+        self.conv2 = _conv(c_out, c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+def _activation(name: str):
+    return {"sigmoid": torch.sigmoid, "swish": F.silu, "softplus": F.softplus,
+            "relu": F.relu}[name]
+
+
+class DecoderBranch(nn.Module):
+    """One decoder (amplitude or phase): ConvUp ladder to N/2, then the output head.
+
+    With ``pad_object`` the head predicts the central N/2 box (zero-padded to N) from all but
+    the last 4 feature channels; with ``probe_big`` the last 4 channels feed a border branch
+    (ConvUp to N, 3x3 conv, swish) kept outside the central box.
+    """
+
+    def __init__(self, c_in: int, decoder_filters: list[int], border_filters: int, c_out: int,
+                 activation: str, config: ModelConfig):
+        super().__init__()
+        blocks = []
+        for filters in decoder_filters:
+            blocks.append(ConvUpBlock(c_in, filters))
+            c_in = filters
+        self.blocks = nn.ModuleList(blocks)
+        self.activation = activation
+        self.pad_object = config.pad_object
+        self.probe_big = config.probe_big and config.pad_object
+        n = config.N
+        if self.pad_object:
+            self.head = _conv(c_in - BORDER_CHANNELS, c_out)
+            if self.probe_big:
+                self.border_up = ConvUpBlock(BORDER_CHANNELS, border_filters)
+                self.border_head = _conv(border_filters, c_out)
+                border = torch.ones(n, n)
+                border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
+                self.register_buffer("border_mask", border, persistent=False)
+        else:
+            self.full_up = ConvUpBlock(c_in, border_filters)
+            self.head = _conv(border_filters, c_out)
+
+    def _head_activation(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation == "phase":
+            return math.pi * torch.tanh(x)
+        return _activation(self.activation)(x)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        x = features
+        for block in self.blocks:
+            x = block(x)
+        if not self.pad_object:
+            return self._head_activation(self.head(self.full_up(x)))
+        quarter = x.shape[-1] // 2
+        centre = self._head_activation(self.head(x[:, :-BORDER_CHANNELS]))
+        out = F.pad(centre, (quarter, quarter, quarter, quarter))
+        if self.probe_big:
+            border = F.silu(self.border_head(self.border_up(x[:, -BORDER_CHANNELS:])))
+            out = out + border * self.border_mask
+        return out
+
+
+class CnnGenerator(nn.Module):
+    """Encoder + amplitude/phase decoders. forward(x (B, C, N, N)) -> (amp, phase) (B, C_out, N, N)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        channels = config.gridsize ** 2
+        encoder_filters, decoder_filters, border_filters = filter_ladder(config.N,
+                                                                         config.n_filters_scale)
+        c_in = channels
+        blocks = []
+        for filters in encoder_filters:
+            blocks.append(ConvPoolBlock(c_in, filters))
+            c_in = filters
+        self.encoder = nn.ModuleList(blocks)
+        c_out = channels if config.object_big else 1
+        self.amplitude = DecoderBranch(c_in, decoder_filters, border_filters, c_out,
+                                       config.amp_activation, config)
+        self.phase = DecoderBranch(c_in, decoder_filters, border_filters, c_out, "phase", config)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for block in self.encoder:
+            x = block(x)
+        return self.amplitude(x), self.phase(x)

@@ -1,0 +1,112 @@
+"""Command-line flags generated from the configuration dataclasses (one per field)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any
+
+from ptycho.cli.common import add_option
+from ptycho.config.config import ExecutionConfig, InferenceConfig, ModelConfig, TrainingConfig
+
+HELP = {
+    "N": "pattern size in pixels (64, 128, 256); default: from the data",
+    "gridsize": "positions per group along each axis (C = gridsize**2 patches per sample)",
+    "n_filters_scale": "multiplier of the convolution filter ladder",
+    "model_type": "pinn (physics-informed, no ground truth) or supervised (needs objectGuess)",
+    "amp_activation": "amplitude head activation",
+    "object_big": "merge each group's patches on one canvas (overlap constraint)",
+    "probe_big": "also predict the border outside the central N/2 box",
+    "probe_mask": "multiply the illuminated field by a disk of radius N/4",
+    "pad_object": "predict only the central N/2 box, zero-padded to N",
+    "probe_scale": "probe normalisation divisor",
+    "gaussian_smoothing_sigma": "smoothing of the illuminated field in pixels (0: off)",
+    "train_data_file": "training scan (.npz)",
+    "test_data_file": "scan to reconstruct after training (.npz)",
+    "batch_size": "samples per optimiser step",
+    "nepochs": "maximum number of epochs",
+    "nphotons": "photons per pattern for the Poisson model (default: measured from the data)",
+    "n_groups": "number of training groups (default: one per scan position)",
+    "n_images": "deprecated alias of --n_groups",
+    "neighbor_count": "K: group members are drawn from each anchor's K nearest neighbours",
+    "probe_trainable": "refine the probe during training",
+    "intensity_scale_trainable": "refine the intensity scale during training",
+    "learning_rate": "Adam learning rate",
+    "validation_fraction": "fraction of groups held out for validation",
+    "early_stop_patience": "epochs without improvement before stopping",
+    "seed": "random seed (grouping, split, initialisation)",
+    "measurement": "what diff3d holds: auto, amplitude or intensity (counts)",
+    "output_dir": "output folder",
+    "backend": "pytorch (default) or tensorflow",
+    "accelerator": "auto, cpu, gpu, cuda or mps",
+    "devices": "devices per node (integer or 'auto')",
+    "strategy": "Lightning strategy, e.g. auto or ddp",
+    "num_nodes": "number of nodes",
+    "precision": "32-true (default), bf16-mixed, 16-mixed",
+    "num_workers": "data loader worker processes",
+    "logger": "csv (default), tensorboard, mlflow or none",
+    "inference_batch_size": "samples per predict batch",
+}
+
+_SKIP = {"model", "progress_bar"}
+
+
+def _parser_type(hint: Any):
+    """Map a dataclass field type to (argparse type, choices)."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return _parser_type(args[0])
+        return str, None  # e.g. Union[int, str] (devices): parsed later
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        return type(choices[0]), list(choices)
+    if hint in (int, float, str, bool):
+        return hint, None
+    if hint is Path:
+        return Path, None
+    return str, None
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, *classes, skip: set[str] = frozenset()) -> list[str]:
+    """Add one flag per field of ``classes`` (defaults None so a config file can fill them)."""
+    names: list[str] = []
+    for cls in classes:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in _SKIP or f.name in skip or f.name in names:
+                continue
+            arg_type, choices = _parser_type(hints[f.name])
+            default = f.default if f.default is not dataclasses.MISSING else None
+            help_text = HELP.get(f.name, f.name.replace("_", " "))
+            if default is not None and not isinstance(default, Path):
+                help_text += f" (default: {default})"
+            elif isinstance(default, Path):
+                help_text += f" (default: {default})"
+            kwargs = {"type": arg_type, "help": help_text}
+            if choices:
+                kwargs["choices"] = choices
+            add_option(parser, f.name, **kwargs)
+            names.append(f.name)
+    return names
+
+
+def training_flag_names() -> list[str]:
+    return [f.name for cls in (ModelConfig, TrainingConfig) for f in dataclasses.fields(cls)
+            if f.name not in _SKIP]
+
+
+def execution_flag_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(ExecutionConfig) if f.name not in _SKIP]
+
+
+def inference_flag_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(InferenceConfig) if f.name not in _SKIP]
+
+
+def collect(args: argparse.Namespace, names: list[str]) -> dict:
+    """``{name: value}`` of the flags actually given (None = not given)."""
+    return {name: getattr(args, name, None) for name in names}

@@ -1,0 +1,65 @@
+"""``ptychopinn infer``: reconstruct a scan with a trained model."""
+
+from __future__ import annotations
+
+import argparse
+
+from ptycho.cli.common import add_option
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "infer", help="reconstruct a scan with a trained model",
+        description="Load a model archive, reconstruct every scan position, stitch, and write "
+                    "reconstruction.npz, reconstructed_amplitude.png, reconstructed_phase.png and, "
+                    "when the scan has objectGuess, metrics.json and comparison.png.")
+    add_option(parser, "model_path", type=str, required=True,
+               help="training output folder, wts.h5.zip, or an extracted archive folder")
+    add_option(parser, "test_data", "--test_data_file", "--test-data-file", type=str, required=True,
+               help="scan to reconstruct (.npz)")
+    add_option(parser, "output_dir", type=str, default="inference_outputs",
+               help="output folder (default: inference_outputs)")
+    add_option(parser, "batch_size", type=int, default=256, help="samples per predict batch (default: 256)")
+    add_option(parser, "neighbor_count", type=int, default=4,
+               help="K for grouping when gridsize > 1 (default: 4)")
+    add_option(parser, "crop_px", type=int, default=20,
+               help="central crop M of each patch used for stitching (default: 20)")
+    add_option(parser, "measurement", type=str, default="auto",
+               choices=["auto", "amplitude", "intensity"], help="what diff3d holds (default: auto)")
+    add_option(parser, "backend", type=str, choices=["pytorch", "tensorflow"],
+               help="expected backend of the archive (default: the archive's own)")
+    add_option(parser, "n_groups", "--n_images", "--n-images", type=int,
+               help="ignored: inference always covers every scan position")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from ptycho.archive import load_trained_model
+    from ptycho.data.npz import read_scan_npz
+    from ptycho.errors import InputError
+    from ptycho.workflows import inference
+
+    log = logging.getLogger("ptycho.infer")
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError("output path is a file", "--output_dir", "a folder (existing or new)",
+                         str(output_dir))
+    if args.batch_size < 1:
+        raise InputError("invalid value", "--batch_size", "an integer >= 1", str(args.batch_size))
+    if args.n_groups is not None:
+        log.warning("--n_groups/--n_images is ignored: inference covers every scan position")
+    scan = read_scan_npz(args.test_data, args.measurement)
+    model, archive = load_trained_model(args.model_path, backend=args.backend)
+    result = inference.reconstruct(model, scan, batch_size=args.batch_size,
+                                   neighbor_count=args.neighbor_count, crop_px=args.crop_px)
+    metrics = inference.write_outputs(result, output_dir, scan)
+    print(f"reconstructed {scan.n_positions} positions with the {archive.manifest['backend']} model "
+          f"from {archive.source}; outputs in {output_dir}")
+    if metrics:
+        from ptycho.evaluation import format_metrics
+
+        print(format_metrics(metrics))
+    return 0

@@ -1,0 +1,230 @@
+"""``ptychopinn inspect FILE``: a human (or ``--json``) summary of a data file.
+
+The file kind is chosen from the file name suffix (:data:`SUFFIX_KINDS`); each kind has an
+inspector ``(path, args) -> dict`` (JSON-ready summary) and a formatter ``dict -> str`` in
+:data:`INSPECTORS`. Today only scan NPZ files are supported; model archives (``.zip``) and
+ptychodus products (``.h5``) are meant to be added as further kinds.
+
+Light module: NumPy and the loaders are imported inside the inspectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from ptycho.cli.common import add_option
+
+#: File name suffix (lower case) -> kind key of :data:`INSPECTORS`.
+SUFFIX_KINDS: dict[str, str] = {".npz": "scan"}
+#: Human names of the kinds, for messages.
+KIND_NAMES: dict[str, str] = {"scan": "scan NPZ (.npz)"}
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    """Add the ``inspect`` subcommand to ``subparsers``; return its parser."""
+    supported = ", ".join(KIND_NAMES.values())
+    parser = subparsers.add_parser(
+        "inspect", help="summarise a scan file",
+        description=f"Print a summary of a data file. Supported: {supported}.")
+    parser.add_argument("file", metavar="FILE", help="file to inspect")
+    add_option(parser, "json", action="store_true", default=False,
+               help="print the summary as JSON")
+    add_option(parser, "measurement", choices=("auto", "amplitude", "intensity"), default="auto",
+               help="what diff3d holds in a scan NPZ: auto follows the file (measurement key, "
+                    "bad_pixels, integer dtype), or force amplitude / intensity "
+                    "(default: %(default)s)")
+    return parser
+
+
+def _detect_kind(path: Path) -> str:
+    from ptycho.errors import InputError
+
+    if not path.exists():
+        raise InputError("file not found", str(path), "an existing file to inspect")
+    if path.is_dir():
+        raise InputError("not a file", str(path),
+                         "one of: " + ", ".join(KIND_NAMES.values()), "a directory")
+    kind = SUFFIX_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise InputError("unsupported file type", str(path),
+                         "one of: " + ", ".join(KIND_NAMES.values()),
+                         f"suffix {path.suffix or '(none)'!r}")
+    return kind
+
+
+def run(args: argparse.Namespace) -> int:
+    """Inspect ``args.file`` and print its summary (text or JSON)."""
+    path = Path(args.file)
+    kind = _detect_kind(path)
+    inspector, formatter = INSPECTORS[kind]
+    summary = inspector(path, args)
+    if getattr(args, "json", False):
+        print(json.dumps(summary, indent=2))
+    else:
+        print(formatter(summary))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# scan NPZ
+# ---------------------------------------------------------------------------------------------
+
+def _npz_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
+    """Measurement domain and reason (as the loader decides them) and the ``sim_*`` metadata."""
+    import numpy as np
+
+    from ptycho.data.npz import DIFFRACTION_KEYS, resolve_measurement
+
+    with np.load(path, allow_pickle=False) as npz:
+        keys = set(npz.files)
+        file_value = None
+        if "measurement" in keys:
+            value = np.asarray(npz["measurement"])
+            file_value = str(value.reshape(-1)[0]) if value.size else ""
+        diff_key = next(k for k in DIFFRACTION_KEYS if k in keys)
+        dtype = None
+        try:  # read only the .npy header, not the (possibly large) array
+            with npz.zip.open(f"{diff_key}.npy") as handle:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    dtype = np.lib.format.read_array_header_1_0(handle)[2]
+                elif version == (2, 0):
+                    dtype = np.lib.format.read_array_header_2_0(handle)[2]
+        except (KeyError, ValueError, OSError, AttributeError):
+            dtype = None
+        if dtype is None:
+            dtype = npz[diff_key].dtype
+        simulation = {}
+        for key in sorted(k for k in keys if k.startswith("sim_")):
+            value = np.asarray(npz[key])
+            if value.dtype.kind in "biufU":
+                simulation[key[len("sim_"):]] = value.tolist()
+    domain, reason = resolve_measurement(keys, file_value, dtype, requested)
+    return domain, reason, simulation
+
+
+def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Summary of a scan NPZ (read with :func:`ptycho.data.npz.read_scan_npz`).
+
+    Returns
+    -------
+    dict
+        JSON-ready: positions, N, photons per pattern (mean/min/max of ``sum(amplitude**2)``),
+        measurement domain and reason, probe (shape, power ``sum |P|**2``, peak, phase range
+        where ``|P|`` > 10% of its peak), object (shape, amplitude and phase ranges, patches
+        fully inside) or None, position extent, mean nearest-neighbour step, ``sim_*``
+        metadata and the loader's notes.
+    """
+    import numpy as np
+    from scipy.spatial import cKDTree
+
+    from ptycho.data.npz import read_scan_npz
+
+    requested = getattr(args, "measurement", None) or "auto"
+    scan = read_scan_npz(path, measurement=requested)
+    domain, reason, simulation = _npz_header(path, requested)
+    if domain != scan.measured_domain:  # pragma: no cover - the loader and header disagree
+        domain, reason = scan.measured_domain, "see the loader notes"
+
+    power = np.square(scan.diffraction, dtype=np.float64).sum(axis=(-2, -1))
+    probe = np.asarray(scan.probe, np.complex128)
+    magnitude = np.abs(probe)
+    bright = magnitude > 0.1 * magnitude.max()
+    phase = np.angle(probe[bright])
+    x, y = scan.xcoords, scan.ycoords
+    n = scan.N
+
+    step = None
+    if scan.n_positions > 1:
+        points = np.column_stack([x, y])
+        distances, _ = cKDTree(points).query(points, k=2)
+        step = float(distances[:, 1].mean())
+
+    obj = None
+    if scan.object_guess is not None:
+        height, width = scan.object_guess.shape
+        amplitude = np.abs(scan.object_guess)
+        object_phase = np.angle(scan.object_guess)
+        inside = ((x >= n / 2) & (x <= width - n / 2) & (y >= n / 2) & (y <= height - n / 2))
+        obj = {
+            "shape": [int(height), int(width)],
+            "amplitude_min": float(amplitude.min()),
+            "amplitude_max": float(amplitude.max()),
+            "phase_min": float(object_phase.min()),
+            "phase_max": float(object_phase.max()),
+            "patches_inside": int(inside.sum()),
+        }
+
+    return {
+        "file": str(path),
+        "kind": "scan",
+        "positions": scan.n_positions,
+        "N": n,
+        "photons_per_pattern": {"mean": float(power.mean()), "min": float(power.min()),
+                                "max": float(power.max())},
+        "measurement": {"domain": domain, "reason": reason},
+        "probe": {
+            "shape": [int(s) for s in probe.shape],
+            "power": float(np.sum(magnitude ** 2)),
+            "max_amplitude": float(magnitude.max()),
+            "phase_min": float(phase.min()),
+            "phase_max": float(phase.max()),
+        },
+        "object": obj,
+        "extent": {"x_min": float(x.min()), "x_max": float(x.max()),
+                   "y_min": float(y.min()), "y_max": float(y.max())},
+        "mean_nn_step": step,
+        "simulation": simulation or None,
+        "notes": list(scan.notes),
+    }
+
+
+def _format_scan(summary: dict[str, Any]) -> str:
+    """Text rendering of :func:`_inspect_scan`'s summary."""
+    photons = summary["photons_per_pattern"]
+    probe = summary["probe"]
+    extent = summary["extent"]
+    rows = [
+        ("positions", f"{summary['positions']}"),
+        ("N (pattern size)", f"{summary['N']} x {summary['N']} px"),
+        ("photons per pattern", f"mean {photons['mean']:.6g}, min {photons['min']:.6g}, "
+                                f"max {photons['max']:.6g}  (sum of amplitude^2)"),
+        ("measurement domain", f"{summary['measurement']['domain']} "
+                               f"(because of {summary['measurement']['reason']})"),
+        ("probe power", f"{probe['power']:.6g} (sum |P|^2); size {probe['shape'][0]} x "
+                        f"{probe['shape'][1]}, max |P| {probe['max_amplitude']:.4g}, phase "
+                        f"{probe['phase_min']:.3f} .. {probe['phase_max']:.3f} rad where "
+                        f"|P| > 10% of max"),
+    ]
+    obj = summary["object"]
+    if obj is None:
+        rows.append(("object size", "no objectGuess"))
+    else:
+        rows.append(("object size", f"{obj['shape'][0]} x {obj['shape'][1]} px; amplitude "
+                                    f"{obj['amplitude_min']:.4g} .. {obj['amplitude_max']:.4g}, "
+                                    f"phase {obj['phase_min']:.3f} .. {obj['phase_max']:.3f} rad; "
+                                    f"{obj['patches_inside']}/{summary['positions']} patches "
+                                    f"fully inside"))
+    rows.append(("position extent", f"x {extent['x_min']:.2f} .. {extent['x_max']:.2f}, "
+                                    f"y {extent['y_min']:.2f} .. {extent['y_max']:.2f} px"))
+    step = summary["mean_nn_step"]
+    rows.append(("mean nearest-neighbour step",
+                 "n/a (one position)" if step is None or not math.isfinite(step)
+                 else f"{step:.3f} px"))
+    if summary.get("simulation"):
+        rows.append(("simulation", ", ".join(f"{k}={v}" for k, v in summary["simulation"].items())))
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{summary['file']}: {KIND_NAMES[summary['kind']]}"]
+    lines += [f"  {label:<{width}}  {text}" for label, text in rows]
+    lines += [f"  note: {note}" for note in summary.get("notes", [])]
+    return "\n".join(lines)
+
+
+#: kind -> (inspector, formatter)
+INSPECTORS: dict[str, tuple[Callable[[Path, Any], dict], Callable[[dict], str]]] = {
+    "scan": (_inspect_scan, _format_scan),
+}

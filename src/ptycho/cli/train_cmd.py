@@ -1,0 +1,69 @@
+"""``ptychopinn train``: train a model on a scan and write ``<output_dir>/wts.h5.zip``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ptycho.cli.common import add_option
+from ptycho.cli.config_flags import (
+    add_dataclass_flags,
+    collect,
+    execution_flag_names,
+    training_flag_names,
+)
+from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train", help="train a model on a scan",
+        description="Train a physics-informed network on a scan and write <output_dir>/wts.h5.zip, "
+                    "history.csv and loss_curve.png; with --test_data_file also reconstruct it. "
+                    "Flags override values from --config, which override the defaults.")
+    add_option(parser, "config", type=str, metavar="YAML", help="YAML configuration file")
+    add_dataclass_flags(parser, TrainingConfig, ModelConfig)
+    group = parser.add_argument_group("execution")
+    add_dataclass_flags(group, ExecutionConfig)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from ptycho.config.files import build_execution_config, build_training_config, load_config_file
+    from ptycho.data.npz import read_scan_npz
+    from ptycho.errors import InputError
+    from ptycho.workflows import inference, training
+
+    log = logging.getLogger("ptycho.train")
+    file_values = load_config_file(args.config) if args.config else None
+    if args.n_images is not None:
+        log.warning("--n_images is deprecated; use --n_groups")
+    config = build_training_config(collect(args, training_flag_names()), file_values)
+    execution = build_execution_config(collect(args, execution_flag_names()), file_values)
+    execution.progress_bar = execution.progress_bar and not args.quiet
+    output_dir = Path(config.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise InputError("output path is a file", "--output_dir", "a folder (existing or new)",
+                         str(output_dir))
+    test_scan = None
+    if config.test_data_file is not None:
+        test_scan = read_scan_npz(config.test_data_file, config.measurement)
+    result = training.train(config, execution)
+    print(f"model written to {result.archive_path}")
+    summary = result.history
+    if summary.get("train_loss"):
+        print(f"epochs: {len(summary['train_loss'])}, final training loss "
+              f"{summary['train_loss'][-1]:.6g}, best epoch {summary.get('best_epoch')}")
+    if test_scan is not None:
+        recon = inference.reconstruct(result.model, test_scan,
+                                      batch_size=execution.inference_batch_size,
+                                      neighbor_count=config.neighbor_count)
+        metrics = inference.write_outputs(recon, output_dir, test_scan)
+        print(f"reconstruction of {config.test_data_file} written to {output_dir}")
+        if metrics:
+            from ptycho.evaluation import format_metrics
+
+            print(format_metrics(metrics))
+    return 0
