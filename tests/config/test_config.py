@@ -217,7 +217,7 @@ def test_legacy_dict_uses_key_mappings():
     config.model.N = 64
     flat = dataclass_to_legacy_dict(config)
     for old, new in KEY_MAPPINGS.items():
-        assert old not in flat
+        assert old not in flat and new in flat
     assert flat["object.big"] is True and flat["probe.big"] is True and flat["probe.mask"] is False
     assert flat["probe.trainable"] is False and flat["intensity_scale.trainable"] is True
     assert flat["positions.provided"] is True

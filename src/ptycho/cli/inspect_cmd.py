@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ptycho.cli.common import add_option
 
@@ -183,6 +184,15 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
     }
 
 
+def _short(value: Any) -> str:
+    """Compact text of a metadata value (floats with 4 significant digits)."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
 def _format_scan(summary: dict[str, Any]) -> str:
     """Text rendering of :func:`_inspect_scan`'s summary."""
     photons = summary["photons_per_pattern"]
@@ -191,32 +201,33 @@ def _format_scan(summary: dict[str, Any]) -> str:
     rows = [
         ("positions", f"{summary['positions']}"),
         ("N (pattern size)", f"{summary['N']} x {summary['N']} px"),
-        ("photons per pattern", f"mean {photons['mean']:.6g}, min {photons['min']:.6g}, "
-                                f"max {photons['max']:.6g}  (sum of amplitude^2)"),
-        ("measurement domain", f"{summary['measurement']['domain']} "
-                               f"(because of {summary['measurement']['reason']})"),
-        ("probe power", f"{probe['power']:.6g} (sum |P|^2); size {probe['shape'][0]} x "
+        ("photons per pattern", (f"mean {photons['mean']:.6g}, min {photons['min']:.6g}, "
+                                f"max {photons['max']:.6g}  (sum of amplitude^2)")),
+        ("measurement domain", (f"{summary['measurement']['domain']} "
+                               f"({summary['measurement']['reason']})")),
+        ("probe power", (f"{probe['power']:.6g} (sum |P|^2); size {probe['shape'][0]} x "
                         f"{probe['shape'][1]}, max |P| {probe['max_amplitude']:.4g}, phase "
                         f"{probe['phase_min']:.3f} .. {probe['phase_max']:.3f} rad where "
-                        f"|P| > 10% of max"),
+                        f"|P| > 10% of max")),
     ]
     obj = summary["object"]
     if obj is None:
         rows.append(("object size", "no objectGuess"))
     else:
-        rows.append(("object size", f"{obj['shape'][0]} x {obj['shape'][1]} px; amplitude "
+        rows.append(("object size", (f"{obj['shape'][0]} x {obj['shape'][1]} px; amplitude "
                                     f"{obj['amplitude_min']:.4g} .. {obj['amplitude_max']:.4g}, "
                                     f"phase {obj['phase_min']:.3f} .. {obj['phase_max']:.3f} rad; "
                                     f"{obj['patches_inside']}/{summary['positions']} patches "
-                                    f"fully inside"))
-    rows.append(("position extent", f"x {extent['x_min']:.2f} .. {extent['x_max']:.2f}, "
-                                    f"y {extent['y_min']:.2f} .. {extent['y_max']:.2f} px"))
+                                    f"fully inside")))
+    rows.append(("position extent", (f"x {extent['x_min']:.2f} .. {extent['x_max']:.2f}, "
+                                    f"y {extent['y_min']:.2f} .. {extent['y_max']:.2f} px")))
     step = summary["mean_nn_step"]
     rows.append(("mean nearest-neighbour step",
                  "n/a (one position)" if step is None or not math.isfinite(step)
                  else f"{step:.3f} px"))
     if summary.get("simulation"):
-        rows.append(("simulation", ", ".join(f"{k}={v}" for k, v in summary["simulation"].items())))
+        rows.append(("simulation", ", ".join(f"{k}={_short(v)}"
+                                             for k, v in summary["simulation"].items())))
     width = max(len(label) for label, _ in rows)
     lines = [f"{summary['file']}: {KIND_NAMES[summary['kind']]}"]
     lines += [f"  {label:<{width}}  {text}" for label, text in rows]

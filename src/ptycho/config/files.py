@@ -22,6 +22,7 @@ for ptychodus's parent process).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import logging
@@ -29,8 +30,9 @@ import re
 import types
 import typing
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
 
@@ -85,9 +87,9 @@ class _TypeMismatch(Exception):
         self.expected = expected
 
 
-def _union_args(hint: Any) -> Optional[tuple]:
+def _union_args(hint: Any) -> tuple | None:
     origin = typing.get_origin(hint)
-    if origin is Union or (hasattr(types, "UnionType") and origin is getattr(types, "UnionType")):
+    if origin is Union or origin is types.UnionType:
         return typing.get_args(hint)
     return None
 
@@ -152,8 +154,8 @@ def _coerce(value: Any, hint: Any, *, lenient: bool) -> Any:
 
             try:
                 return parse_bool(value)
-            except Exception:  # noqa: BLE001 - argparse.ArgumentTypeError
-                pass
+            except argparse.ArgumentTypeError:
+                raise _TypeMismatch(_describe_type(hint)) from None
         raise _TypeMismatch(_describe_type(hint))
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -218,7 +220,7 @@ _FLOAT_RE = re.compile(
     |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
     |\.(?:nan|NaN|NAN))$""",
-    re.X,
+    re.VERBOSE,
 )
 _Loader.yaml_implicit_resolvers = {
     key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:float"]
@@ -277,7 +279,7 @@ def load_config_file(path: str | Path) -> ConfigValues:
         raise InputError("unreadable file", str(path), "a readable UTF-8 YAML file",
                          f"{type(exc).__name__}: {exc}") from None
     try:
-        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{name}, line {mark.line + 1}" if mark is not None else name
@@ -346,7 +348,7 @@ def _resolve_aliases(values: dict[str, Any], source: str, targets: set[str]) -> 
     return values
 
 
-def _merge(cls: type, cli_values: Mapping[str, Any], file_values: Optional[Mapping[str, Any]]
+def _merge(cls: type, cli_values: Mapping[str, Any], file_values: Mapping[str, Any] | None
            ) -> tuple[dict[str, Any], dict[str, str]]:
     """Merged field values for ``cls`` (and its ``model``) and the origin of each one."""
     hints = _field_types(cls)
@@ -393,7 +395,7 @@ def _validated(config: Any, validate: Callable[[Any], None], origin: dict[str, s
 
 
 def build_training_config(cli_values: Mapping[str, Any],
-                          file_values: Optional[Mapping[str, Any]] = None) -> TrainingConfig:
+                          file_values: Mapping[str, Any] | None = None) -> TrainingConfig:
     """Build and validate a :class:`TrainingConfig` (``N=0`` allowed: the data fix it).
 
     Parameters
@@ -413,7 +415,7 @@ def build_training_config(cli_values: Mapping[str, Any],
 
 
 def build_inference_config(cli_values: Mapping[str, Any],
-                           file_values: Optional[Mapping[str, Any]] = None) -> InferenceConfig:
+                           file_values: Mapping[str, Any] | None = None) -> InferenceConfig:
     """Build and validate an :class:`InferenceConfig`; same rules as :func:`build_training_config`."""
     merged, origin = _merge(InferenceConfig, cli_values, file_values)
     config = _instantiate(InferenceConfig, merged)
@@ -421,7 +423,7 @@ def build_inference_config(cli_values: Mapping[str, Any],
 
 
 def build_execution_config(cli_values: Mapping[str, Any],
-                           file_values: Optional[Mapping[str, Any]] = None) -> ExecutionConfig:
+                           file_values: Mapping[str, Any] | None = None) -> ExecutionConfig:
     """Build and validate an :class:`ExecutionConfig`; same rules as :func:`build_training_config`."""
     merged, origin = _merge(ExecutionConfig, cli_values, file_values)
     config = _instantiate(ExecutionConfig, merged)

@@ -29,7 +29,6 @@ Kinds
 from __future__ import annotations
 
 import math
-from typing import Union
 
 import numpy as np
 
@@ -54,7 +53,7 @@ SAMPLE_IMAGES = (
     "shepp_logan_phantom", "text",
 )
 
-Size = Union[int, tuple[int, int]]
+Size = int | tuple[int, int]
 
 
 def _shape(size: Size) -> tuple[int, int]:
@@ -101,7 +100,7 @@ def _line_drawing(shape: tuple[int, int], rng: np.random.Generator, signed: bool
 
     height, width = shape
     canvas = np.zeros(shape, np.float64)
-    n_lines = max(4, int(round(height * width / LINES_AREA_PER_LINE)))
+    n_lines = max(4, round(height * width / LINES_AREA_PER_LINE))
     rows = rng.integers(0, height, size=(n_lines, 2))
     cols = rng.integers(0, width, size=(n_lines, 2))
     weights = rng.uniform(0.3, 1.0, size=n_lines)

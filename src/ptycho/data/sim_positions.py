@@ -31,7 +31,7 @@ Asking for more positions than fit raises :class:`ptycho.errors.InputError`.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Union
+from typing import NamedTuple
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class ScanPositions(NamedTuple):
     ycoords_start: np.ndarray
 
 
-def _shape(object_shape: Union[int, tuple[int, int]]) -> tuple[int, int]:
+def _shape(object_shape: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(object_shape, (tuple, list)):
         height, width = object_shape
     else:
@@ -60,7 +60,7 @@ def _shape(object_shape: Union[int, tuple[int, int]]) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def allowed_box(object_shape: Union[int, tuple[int, int]], N: int,
+def allowed_box(object_shape: int | tuple[int, int], N: int,
                 jitter: float = 0.0) -> tuple[float, float, float, float]:
     """Range of nominal positions whose jittered patch stays inside the object.
 
@@ -97,15 +97,15 @@ def _raster_axis(lo: float, hi: float, count: int, step: float) -> np.ndarray:
     return start + np.round(np.arange(count) * step)
 
 
-def _raster(box, step: float, n_positions: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+def _raster(box, step: float, n_positions: int | None) -> tuple[np.ndarray, np.ndarray]:
     x_lo, x_hi, y_lo, y_hi = box
     if math.floor(x_hi) < math.ceil(x_lo) or math.floor(y_hi) < math.ceil(y_lo):
         raise InputError("object too small", "--object-size",
                          "room for at least one integer raster position (N + 2*ceil(jitter) "
                          "pixels per side)", f"allowed x in [{x_lo:g}, {x_hi:g}], "
                          f"y in [{y_lo:g}, {y_hi:g}]")
-    nx = int(math.floor((math.floor(x_hi) - math.ceil(x_lo)) / step)) + 1
-    ny = int(math.floor((math.floor(y_hi) - math.ceil(y_lo)) / step)) + 1
+    nx = math.floor((math.floor(x_hi) - math.ceil(x_lo)) / step) + 1
+    ny = math.floor((math.floor(y_hi) - math.ceil(y_lo)) / step) + 1
     if n_positions is None:
         gx, gy = nx, ny
     else:
@@ -125,12 +125,12 @@ def _raster(box, step: float, n_positions: Optional[int]) -> tuple[np.ndarray, n
     return x.astype(np.float64), y.astype(np.float64)
 
 
-def _spiral(box, step: float, n_positions: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+def _spiral(box, step: float, n_positions: int | None) -> tuple[np.ndarray, np.ndarray]:
     x_lo, x_hi, y_lo, y_hi = box
     cx, cy = (x_lo + x_hi) / 2, (y_lo + y_hi) / 2
     c = step / SPIRAL_NN_FACTOR
     reach = math.hypot(x_hi - x_lo, y_hi - y_lo) / 2
-    count = int(math.ceil((reach / c) ** 2)) + 2
+    count = math.ceil((reach / c) ** 2) + 2
     k = np.arange(count, dtype=np.float64)
     radius = c * np.sqrt(k)
     theta = k * GOLDEN_ANGLE
@@ -147,18 +147,18 @@ def _spiral(box, step: float, n_positions: Optional[int]) -> tuple[np.ndarray, n
     return x, y
 
 
-def _random(box, step: float, n_positions: Optional[int],
+def _random(box, step: float, n_positions: int | None,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     x_lo, x_hi, y_lo, y_hi = box
     if n_positions is None:
-        n_positions = max(1, int(round((x_hi - x_lo) * (y_hi - y_lo) / step ** 2)))
+        n_positions = max(1, round((x_hi - x_lo) * (y_hi - y_lo) / step ** 2))
     x = rng.uniform(x_lo, x_hi, size=n_positions)
     y = rng.uniform(y_lo, y_hi, size=n_positions)
     return x, y
 
 
-def make_positions(kind: str, object_shape: Union[int, tuple[int, int]], N: int,
-                   step: float = 8.0, jitter: float = 0.0, n_positions: Optional[int] = None,
+def make_positions(kind: str, object_shape: int | tuple[int, int], N: int,
+                   step: float = 8.0, jitter: float = 0.0, n_positions: int | None = None,
                    rng: np.random.Generator | int | None = None) -> ScanPositions:
     """Scan positions of one pattern, inside the object with a full N x N patch each.
 

@@ -19,8 +19,9 @@ PROBE_KINDS = ("default", "defocused")
 
 #: Radius of the defocused probe's pinhole, as a fraction of N (matches the default probe).
 DEFOCUSED_RADIUS_FRACTION = 1.0 / 6.0
-#: Fresnel number ``a**2 / (lambda z)`` of the pinhole-to-sample propagation: about this many
-#: bright rings across the beam, a phase that varies by several radians.
+#: Fresnel number ``a**2 / (lambda z)`` of the pinhole-to-sample propagation. At 3 the beam has
+#: a bright central lobe, a dark ring and a bright outer ring (Fresnel rings) and a phase that
+#: varies by about 2.5 rad across it, with < 0.5% of the power beyond radius N/3.
 DEFOCUSED_FRESNEL_NUMBER = 3.0
 
 

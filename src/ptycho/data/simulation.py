@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -165,7 +164,7 @@ def _seed(seed) -> int:
 
 def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind: str = "raster",
              N: int = 64, object_size: int = 256, step: float = 8.0, jitter: float = 0.0,
-             n_positions: Optional[int] = None, nphotons: float = 1e6,
+             n_positions: int | None = None, nphotons: float = 1e6,
              seed: int = 0) -> Simulation:
     """Simulate a noisy scan and return it with the noise-free intensity and the counts.
 
@@ -252,7 +251,7 @@ def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind:
 
 def simulate_scan(object_kind: str = "lines", probe_kind: str = "default",
                   scan_kind: str = "raster", N: int = 64, object_size: int = 256,
-                  step: float = 8.0, jitter: float = 0.0, n_positions: Optional[int] = None,
+                  step: float = 8.0, jitter: float = 0.0, n_positions: int | None = None,
                   nphotons: float = 1e6, seed: int = 0) -> Scan:
     """Simulate a noisy scan; the :class:`Scan` part of :func:`simulate` (same arguments).
 

@@ -30,11 +30,10 @@ from ptycho.errors import InputError
 from ptycho.evaluation import frc as frc_module
 from ptycho.evaluation import metrics as metrics_module
 from ptycho.evaluation import registration as reg
+from ptycho.evaluation.report import COMPONENTS
 
 log = logging.getLogger(__name__)
 
-COMPONENTS = ("amplitude", "phase")
-METRIC_KEYS = ("psnr_db", "ssim", "mae", "frc50_px", "frc_half_bit_px")
 REGISTRATION_MODES = ("auto", "amplitude", "complex", "none")
 #: relative amplitude contrast (std / mean) below which 'auto' registers the complex field
 AMPLITUDE_CONTRAST_MIN = 1e-3
@@ -108,7 +107,8 @@ def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
 
 def _registration_space(mode: str, truth_region: np.ndarray) -> str | None:
     if mode not in REGISTRATION_MODES:
-        raise InputError("invalid value", "registration", " or ".join(REGISTRATION_MODES), mode)
+        raise InputError("invalid value", "registration", "one of " + ", ".join(REGISTRATION_MODES),
+                         repr(mode))
     if mode == "none":
         return None
     if mode != "auto":

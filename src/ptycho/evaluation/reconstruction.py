@@ -21,7 +21,6 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -50,12 +49,12 @@ class Reconstruction:
     object: np.ndarray
     x0_px: float
     y0_px: float
-    weight: Optional[np.ndarray] = None
-    scan_xy: Optional[np.ndarray] = None
+    weight: np.ndarray | None = None
+    scan_xy: np.ndarray | None = None
     source: str = "<memory>"
 
     @property
-    def valid(self) -> Optional[np.ndarray]:
+    def valid(self) -> np.ndarray | None:
         """Covered pixels ``weight > 0`` (H, W) bool, or None without a weight map."""
         return None if self.weight is None else np.asarray(self.weight) > 0
 
@@ -81,7 +80,7 @@ def _load(path: Path):
                          ) from None
 
 
-def _member(npz, key: str, where: str) -> Optional[np.ndarray]:
+def _member(npz, key: str, where: str) -> np.ndarray | None:
     if key not in npz.files:
         return None
     try:
@@ -112,7 +111,7 @@ def _image(array: np.ndarray, where: str) -> np.ndarray:
     return array.astype(np.complex128)
 
 
-def _scalar(array: Optional[np.ndarray], where: str, override: Optional[float]) -> float:
+def _scalar(array: np.ndarray | None, where: str, override: float | None) -> float:
     if override is not None:
         return float(override)
     if array is None:
@@ -127,8 +126,8 @@ def _scalar(array: Optional[np.ndarray], where: str, override: Optional[float]) 
     return value
 
 
-def read_reconstruction(path: str | Path, x0_px: Optional[float] = None,
-                        y0_px: Optional[float] = None) -> Reconstruction:
+def read_reconstruction(path: str | Path, x0_px: float | None = None,
+                        y0_px: float | None = None) -> Reconstruction:
     """Read ``reconstruction.npz`` or a complex ``.npy`` (see the module docstring).
 
     Parameters
@@ -188,6 +187,10 @@ def read_reconstruction(path: str | Path, x0_px: Optional[float] = None,
         xcoords = _member(loaded, "xcoords", f"{name}:xcoords")
         ycoords = _member(loaded, "ycoords", f"{name}:ycoords")
         if xcoords is not None and ycoords is not None:
+            for key, value in (("xcoords", xcoords), ("ycoords", ycoords)):
+                if value.dtype.kind not in "iuf":
+                    raise InputError("wrong dtype", f"{name}:{key}", "real positions in pixels",
+                                     str(value.dtype))
             xcoords = np.asarray(xcoords, np.float64).reshape(-1)
             ycoords = np.asarray(ycoords, np.float64).reshape(-1)
             if len(xcoords) != len(ycoords) or len(xcoords) == 0:

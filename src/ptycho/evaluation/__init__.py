@@ -1,0 +1,63 @@
+"""Evaluation of a reconstruction against the ground truth (NumPy / SciPy / scikit-image only).
+
+Modules
+-------
+registration
+    Placement on the truth grid, sub-pixel registration, global phase / amplitude scale.
+metrics
+    PSNR (data range from the truth), SSIM, MAE.
+frc
+    Fourier ring correlation with the 0.5 and 1/2-bit thresholds.
+compare
+    The pipeline: :func:`evaluate_reconstruction` (metrics dict) and
+    :func:`compare_reconstruction` (metrics plus aligned images and FRC curves).
+reconstruction
+    Reading ``reconstruction.npz`` / ``.npy`` files.
+report
+    ``metrics.json`` (strict JSON, atomic), the text table, and :func:`evaluate_and_report`
+    (stitched object + scan -> metrics.json + comparison.png) used by train/infer.
+plots
+    ``comparison.png`` (matplotlib imported only when drawing).
+
+Nothing here imports torch or tensorflow.
+"""
+
+from ptycho.evaluation.compare import (
+    EvaluationResult,
+    compare_reconstruction,
+    evaluate_reconstruction,
+)
+from ptycho.evaluation.frc import FRCCurve, frc_curve, half_bit_threshold
+from ptycho.evaluation.metrics import data_range, mae, psnr, ssim
+from ptycho.evaluation.plots import comparison_figure
+from ptycho.evaluation.reconstruction import Reconstruction, read_reconstruction
+from ptycho.evaluation.report import (
+    evaluate_and_report,
+    format_metrics,
+    format_metrics_table,
+    metrics_to_json,
+    write_metrics_json,
+    write_report,
+)
+
+__all__ = [
+    "EvaluationResult",
+    "FRCCurve",
+    "Reconstruction",
+    "compare_reconstruction",
+    "comparison_figure",
+    "data_range",
+    "evaluate_and_report",
+    "evaluate_reconstruction",
+    "format_metrics",
+    "format_metrics_table",
+    "frc_curve",
+    "half_bit_threshold",
+    "mae",
+    "metrics_to_json",
+    "psnr",
+    "read_reconstruction",
+    "ssim",
+    "write_metrics_json",
+    "write_report",
+]

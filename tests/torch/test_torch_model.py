@@ -1,0 +1,92 @@
+"""PyTorch model: architecture, trainable physics parameters, save/load, object_big batching."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ptycho import physics
+from ptycho.archive import read_archive, write_archive
+from ptycho.backends.pytorch import load_model, train_model
+from ptycho.backends.pytorch.model import PtychoPINN
+from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+from ptycho.data.grouping import GroupedData
+
+QUIET = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
+
+
+@pytest.mark.parametrize("kwargs, expected", [
+    ({}, 2_331_772),
+    ({"gridsize": 2}, 2_340_208),
+    ({"gridsize": 2, "object_big": False}, 2_333_500),
+])
+def test_parameter_count_matches_reference(kwargs, expected):
+    model = PtychoPINN(ModelConfig(N=64, **kwargs), physics.default_probe(64), 10.0,
+                       intensity_scale_trainable=False)
+    generator_params = sum(p.numel() for p in model.generator.parameters())
+    assert generator_params == expected
+
+
+@pytest.mark.parametrize("N", [128, 256])
+def test_larger_patches_build_and_run(N):
+    model = PtychoPINN(ModelConfig(N=N, n_filters_scale=1), physics.default_probe(N), 10.0)
+    out = model(torch.rand(2, 1, N, N), torch.zeros(2, 1, 2))
+    assert out.amplitude.shape == (2, 1, N, N)
+    assert torch.all(out.amplitude >= 0)
+
+
+def _train(scan, tmp_path, **overrides):
+    model_kw = {k: overrides.pop(k) for k in list(overrides) if k in
+                {f.name for f in dataclasses.fields(ModelConfig)}}
+    overrides.setdefault("batch_size", 16)
+    config = TrainingConfig(model=ModelConfig(N=64, **model_kw), nepochs=1, output_dir=tmp_path,
+                            **overrides)
+    grouped = GroupedData.from_scan(scan, config.model.gridsize, n_groups=config.n_groups)
+    probe = physics.normalize_probe(scan.probe, config.model.probe_scale)
+    scale = physics.intensity_scale(scan.mean_photons_per_pattern(), 64)
+    return train_model(grouped, None, probe, scale, config, QUIET, tmp_path), probe, scale
+
+
+@pytest.mark.parametrize("trainable", [True, False])
+def test_intensity_scale_and_probe_train_only_when_trainable(small_scan, tmp_path, trainable):
+    model, probe, scale = _train(small_scan, tmp_path, probe_trainable=trainable,
+                                 intensity_scale_trainable=trainable, n_groups=48)
+    scale_changed = not np.isclose(model.intensity_scale, scale, rtol=1e-7, atol=0)
+    probe_changed = not np.allclose(model.probe, probe.astype(np.complex64), rtol=0, atol=1e-7)
+    assert scale_changed == trainable
+    assert probe_changed == trainable
+
+
+@pytest.mark.parametrize("batch_size", [16, 32])
+def test_gridsize2_object_big_trains_and_predicts_one_object_per_input(small_scan, tmp_path,
+                                                                       batch_size):
+    model, _, scale = _train(small_scan, tmp_path, gridsize=2, batch_size=batch_size, n_groups=64)
+    grouped = GroupedData.from_scan(small_scan, 2)
+    x = grouped.X(slice(0, 40)) * np.float32(scale)
+    out = model.predict([x, grouped.coords(slice(0, 40))["relative"]], batch_size=batch_size)
+    assert out.shape == (40, 64, 64, 1)
+    assert out.dtype == np.complex64
+    assert np.isfinite(out).all()
+
+
+def test_saved_and_reloaded_model_predicts_identically(small_scan, tmp_path):
+    model, _, _ = _train(small_scan, tmp_path, probe_trainable=True)
+    config = TrainingConfig(model=model.model_config, output_dir=tmp_path)
+    write_archive(tmp_path, model, config, nphotons=1e5)
+    archive = read_archive(tmp_path)
+    reloaded = load_model(archive.manifest, archive.payload, archive.probe)
+    grouped = GroupedData.from_scan(small_scan, 1)
+    inputs = [grouped.X() * np.float32(model.intensity_scale), grouped.coords()["relative"]]
+    assert np.abs(model.predict(inputs) - reloaded.predict(inputs)).max() <= 1e-6
+    assert reloaded.intensity_scale == pytest.approx(model.intensity_scale, rel=1e-7)
+    np.testing.assert_array_equal(reloaded.probe, model.probe)
+
+
+def test_predict_rejects_wrong_gridsize(small_scan, tmp_path):
+    from ptycho.errors import InputError
+
+    model, _, scale = _train(small_scan, tmp_path, n_groups=32)
+    grouped = GroupedData.from_scan(small_scan, 2)
+    with pytest.raises(InputError, match="gridsize"):
+        model.predict([grouped.X() * scale, grouped.coords()["relative"]])
