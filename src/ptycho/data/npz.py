@@ -79,11 +79,12 @@ class _NpzReader:
         self._npz.close()
 
 
-def _check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = False) -> None:
+def _check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = False,
+                       allow_empty: bool = False) -> None:
     if array.dtype.kind not in ("i", "u", "f") + (("c",) if allow_complex else ()):
         expected = "a numeric array" if allow_complex else "a real numeric array"
         raise InputError("wrong dtype", where, expected, str(array.dtype))
-    if array.size == 0:
+    if array.size == 0 and not allow_empty:
         raise InputError("empty array", where, "at least one element", _describe(array))
     if array.dtype.kind in ("f", "c") and not np.all(np.isfinite(array)):
         bad = int(np.count_nonzero(~np.isfinite(array)))
@@ -95,7 +96,7 @@ def _coords(reader: _NpzReader, key: str, required: bool) -> Optional[np.ndarray
     if array is None:
         return None
     where = f"{reader.name}:{key}"
-    _check_real_finite(array, where)
+    _check_real_finite(array, where, allow_empty=True)
     if array.ndim != 1:
         array = np.squeeze(array)
         if array.ndim != 1:
