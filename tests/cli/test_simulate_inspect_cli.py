@@ -148,6 +148,7 @@ def test_simulate_is_reproducible_through_the_cli(tmp_path, capsys):
     with np.load(a) as fa, np.load(b) as fb:
         for key in fa.files:
             assert np.array_equal(fa[key], fb[key]), key
+    assert a.read_bytes() == b.read_bytes()  # the whole file, not just the arrays
 
 
 def test_command_modules_import_no_numpy():

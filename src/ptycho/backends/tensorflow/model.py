@@ -1,0 +1,140 @@
+"""The complete PINN as a Keras 3 model: generator + differentiable forward model.
+
+Weights (all tracked Keras variables, all saved by ``save_weights``)::
+
+    generator.*              the Conv2D kernels and biases (see ``network``)
+    scaler.log_scale         () float32, log of the intensity scale s
+    illumination.probe_ri    (2, N, N) float32, real and imaginary parts of the probe
+
+The torch ``PtychoPINN`` has the same parameters under the same names;
+:func:`torch_state_dict_mapping` pairs them (the torch buffer ``illumination.mask`` is a
+constant here and has no counterpart).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ptycho.backends.tensorflow import forward_model as fm
+from ptycho.backends.tensorflow.network import CnnGenerator
+from ptycho.config.config import ModelConfig
+
+
+class PtychoPINN(keras.Model):
+    """Network + physics, channels-last.
+
+    ``call((x_scaled, local_offsets))`` with ``x_scaled = s * X`` (B, N, N, C) float32 and the
+    legacy relative offsets ``coords_relative`` (B, 1, 2, C) returns a dict:
+
+    ``patches`` (B, N, N, C_out) complex64
+        The generator's object patches.
+    ``object_centre`` (B, N, N, 1) complex64
+        Object patch centred on the group mean (what inference stitches).
+    ``member_patches`` (B, N, N, C) complex64
+        Object patch at each member position (after the object_big merge).
+    ``amplitude`` (B, N, N, C) float32
+        Predicted far-field amplitude times s (compare with ``s * X``).
+
+    Parameters
+    ----------
+    config : ModelConfig
+        ``N`` must be set (64, 128 or 256).
+    probe : ndarray, shape (N, N), complex
+        The normalised probe.
+    intensity_scale : float
+        Initial s.
+    probe_trainable, intensity_scale_trainable : bool
+        Whether ``illumination.probe_ri`` and ``scaler.log_scale`` are trainable weights.
+    """
+
+    def __init__(self, config: ModelConfig, probe: np.ndarray, intensity_scale: float,
+                 probe_trainable: bool = False, intensity_scale_trainable: bool = True,
+                 name: str = "ptychopinn"):
+        super().__init__(name=name)
+        self.model_config = config
+        self.generator = CnnGenerator(config, name="generator")
+        self.scaler = fm.IntensityScaler(intensity_scale, intensity_scale_trainable, name="scaler")
+        self.illumination = fm.ProbeIllumination(probe, probe_trainable, config.probe_mask,
+                                                 config.gaussian_smoothing_sigma,
+                                                 name="illumination")
+        self._build_weights()
+
+    def _build_weights(self) -> None:
+        """Create every variable now (a zero batch through the generator)."""
+        cfg = self.model_config
+        channels = cfg.gridsize ** 2
+        self.generator(tf.zeros((1, cfg.N, cfg.N, channels), tf.float32))
+        self.built = True
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def object_patches(self, x_scaled) -> tf.Tensor:
+        """Complex generator output (B, N, N, C_out) complex64 for network input ``s * X``."""
+        amplitude, phase = self.generator(x_scaled / self.scaler.scale())
+        return tf.complex(amplitude * tf.math.cos(phase), amplitude * tf.math.sin(phase))
+
+    def place(self, patches: tf.Tensor, rel_xy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Return ``(member_patches (B, N, N, C), object_centre (B, N, N, 1))``.
+
+        ``rel_xy`` (B, C, 2) per-member ``[x, y]`` offsets (see ``forward_model.offsets_to_rel``).
+        """
+        channels = rel_xy.shape[1]
+        if self.model_config.object_big and channels > 1:
+            return fm.merge_and_extract(patches, rel_xy, self.model_config.pad_object)
+        if channels == 1:
+            return patches, patches
+        return fm.shift_single_patch(patches, rel_xy), patches
+
+    def forward(self, x_scaled, local_offsets) -> dict:
+        """The full forward pass (see the class docstring)."""
+        rel_xy = fm.offsets_to_rel(local_offsets)
+        patches = self.object_patches(x_scaled)
+        members, centre = self.place(patches, rel_xy)
+        amplitude = fm.far_field_amplitude(self.illumination(members)) * self.scaler.scale()
+        return {"patches": patches, "object_centre": centre, "member_patches": members,
+                "amplitude": amplitude}
+
+    def call(self, inputs, training: Optional[bool] = None):
+        x_scaled, local_offsets = inputs
+        return self.forward(x_scaled, local_offsets)
+
+    def predict_object(self, x_scaled, local_offsets) -> tf.Tensor:
+        """Object patch centred on each group mean, (B, N, N, 1) complex64 (no physics)."""
+        rel_xy = fm.offsets_to_rel(local_offsets)
+        patches = self.object_patches(x_scaled)
+        if self.model_config.object_big and rel_xy.shape[1] > 1:
+            return fm.merge_and_extract(patches, rel_xy, self.model_config.pad_object)[1]
+        return patches
+
+    def count_generator_params(self) -> int:
+        """Number of generator parameters (conv kernels and biases)."""
+        return int(sum(np.prod(v.shape) for v in self.generator.weights))
+
+
+def offsets_to_legacy(rel_xy: np.ndarray) -> np.ndarray:
+    """Per-member ``(B, C, 2)`` offsets -> legacy ``(B, 1, 2, C)``."""
+    return np.transpose(np.asarray(rel_xy), (0, 2, 1))[:, None]
+
+
+def torch_state_dict_mapping(model: PtychoPINN) -> dict:
+    """Pair every torch ``PtychoPINN.state_dict()`` key with a Keras variable.
+
+    Returns
+    -------
+    dict
+        ``{torch_key: (keras_variable, layout)}`` with ``layout`` 'conv_kernel' (torch
+        ``(out, in, 3, 3)`` = keras ``(3, 3, in, out)`` transposed by ``(3, 2, 0, 1)``) or
+        'same' (identical shapes: biases, ``scaler.log_scale`` (), ``illumination.probe_ri``
+        (2, N, N)). The torch buffer ``illumination.mask`` is not a weight here and is absent.
+    """
+    mapping = {}
+    for layer in model.generator.conv_layers():
+        mapping[f"generator.{layer.name}.weight"] = (layer.kernel, "conv_kernel")
+        mapping[f"generator.{layer.name}.bias"] = (layer.bias, "same")
+    mapping["scaler.log_scale"] = (model.scaler.log_scale, "same")
+    mapping["illumination.probe_ri"] = (model.illumination.probe_ri, "same")
+    return mapping

@@ -1,0 +1,191 @@
+"""The ``cnn`` generator in Keras 3 (design section 4), layer for layer the torch one.
+
+Input ``(B, N, N, C)`` normalised amplitudes (channels-last); output ``(amplitude, phase)``
+each ``(B, N, N, C_out)`` with ``C_out = C`` when ``object_big`` else 1. No skip connections.
+
+Layer names and the torch mapping
+---------------------------------
+Every ``Conv2D`` is named with its module path inside the torch ``CnnGenerator``, so the torch
+state-dict key of a Keras weight is ``"generator." + layer.name + ".weight"`` (kernel) or
+``".bias"``::
+
+    encoder.{i}.conv1, encoder.{i}.conv2             ConvPoolBlock i (i = 0 .. len(encoder)-1)
+    {branch}.blocks.{j}.conv1, {branch}.blocks.{j}.conv2     ConvUpBlock j of the decoder
+    {branch}.head                                    output head (all configurations)
+    {branch}.border_up.conv1, {branch}.border_up.conv2, {branch}.border_head
+                                                     probe_big border branch (pad_object)
+    {branch}.full_up.conv1, {branch}.full_up.conv2   pad_object=False full-resolution branch
+
+with ``branch`` in ``amplitude``, ``phase``. Tensor layouts::
+
+    torch Conv2d.weight (out, in, 3, 3)  <->  keras Conv2D.kernel (3, 3, in, out)
+        keras = torch.permute(2, 3, 1, 0);  torch = keras.transpose(3, 2, 0, 1)
+    torch Conv2d.bias (out,)             <->  keras Conv2D.bias (out,)
+
+Kernels are correlations in both frameworks with 'same' padding of 1 pixel, so no flip is
+needed. :func:`ptycho.backends.tensorflow.model.torch_state_dict_mapping` builds the full map
+(including ``scaler.log_scale`` and ``illumination.probe_ri``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ptycho.config.config import ModelConfig
+
+BORDER_CHANNELS = 4
+
+
+def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
+    """Return (encoder filters, decoder filters, border-branch filters) for patch size N.
+
+    Identical to ``ptycho.backends.pytorch.network.filter_ladder``.
+    """
+    encoder_by_n = {64: [32, 64, 128], 128: [16, 32, 64, 128], 256: [8, 16, 32, 64, 128]}
+    decoder_by_n = {64: [64, 32], 128: [128, 64, 32], 256: [256, 128, 64, 32]}
+    if N not in encoder_by_n:
+        raise ValueError(f"the cnn architecture supports N in 64, 128, 256 (got {N})")
+    return ([f * scale for f in encoder_by_n[N]], [f * scale for f in decoder_by_n[N]],
+            scale * 2048 // N)
+
+
+def _conv(filters: int, name: str) -> keras.layers.Conv2D:
+    """3x3 'same' convolution, Glorot-uniform kernel, zero bias, no activation."""
+    return keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer="glorot_uniform",
+                               bias_initializer="zeros", name=name)
+
+
+def _max_pool(x: tf.Tensor) -> tf.Tensor:
+    return tf.nn.max_pool2d(x, ksize=2, strides=2, padding="VALID")
+
+
+def _upsample(x: tf.Tensor) -> tf.Tensor:
+    """Nearest-neighbour 2x upsampling of (B, H, W, F)."""
+    return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
+
+
+class ConvPoolBlock(keras.layers.Layer):
+    """Two 3x3 conv + ReLU, then 2x2 max-pool. Sub-layers ``{prefix}.conv1``, ``{prefix}.conv2``."""
+
+    def __init__(self, filters: int, prefix: str, **kwargs):
+        super().__init__(name=prefix, **kwargs)
+        self.conv1 = _conv(filters, f"{prefix}.conv1")
+        self.conv2 = _conv(filters, f"{prefix}.conv2")
+
+    def call(self, x):
+        x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
+        return _max_pool(x)
+
+
+class ConvUpBlock(keras.layers.Layer):
+    """Two 3x3 conv + ReLU, then nearest 2x upsampling."""
+
+    def __init__(self, filters: int, prefix: str, **kwargs):
+        super().__init__(name=prefix, **kwargs)
+        self.conv1 = _conv(filters, f"{prefix}.conv1")
+        self.conv2 = _conv(filters, f"{prefix}.conv2")
+
+    def call(self, x):
+        x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
+        return _upsample(x)
+
+
+_ACTIVATIONS = {"sigmoid": tf.math.sigmoid, "swish": tf.nn.silu, "softplus": tf.math.softplus,
+                "relu": tf.nn.relu}
+
+
+class DecoderBranch(keras.layers.Layer):
+    """One decoder (amplitude or phase): ConvUp ladder to N/2, then the output head.
+
+    With ``pad_object`` the head predicts the central N/2 box (zero-padded to N) from all but
+    the last 4 feature channels; with ``probe_big`` the last 4 channels feed a border branch
+    (ConvUp to N, 3x3 conv, swish) kept outside the central box. Without ``pad_object`` a
+    ConvUp to N and the head predict the full patch.
+    """
+
+    def __init__(self, branch: str, decoder_filters: list[int], border_filters: int, c_out: int,
+                 activation: str, config: ModelConfig, **kwargs):
+        super().__init__(name=branch, **kwargs)
+        self.blocks = [ConvUpBlock(filters, f"{branch}.blocks.{j}")
+                       for j, filters in enumerate(decoder_filters)]
+        self.activation_name = activation
+        self.pad_object = bool(config.pad_object)
+        self.probe_big = bool(config.probe_big and config.pad_object)
+        n = int(config.N)
+        self.head = _conv(c_out, f"{branch}.head")
+        if self.pad_object:
+            if self.probe_big:
+                self.border_up = ConvUpBlock(border_filters, f"{branch}.border_up")
+                self.border_head = _conv(c_out, f"{branch}.border_head")
+                border = np.ones((n, n), np.float32)
+                border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
+                self._border_mask = tf.constant(border[:, :, None])
+        else:
+            self.full_up = ConvUpBlock(border_filters, f"{branch}.full_up")
+
+    def _head_activation(self, x):
+        if self.activation_name == "phase":
+            return math.pi * tf.math.tanh(x)
+        return _ACTIVATIONS[self.activation_name](x)
+
+    def call(self, features):
+        x = features
+        for block in self.blocks:
+            x = block(x)
+        if not self.pad_object:
+            return self._head_activation(self.head(self.full_up(x)))
+        quarter = x.shape[1] // 2
+        centre = self._head_activation(self.head(x[..., :-BORDER_CHANNELS]))
+        out = tf.pad(centre, [[0, 0], [quarter, quarter], [quarter, quarter], [0, 0]])
+        if self.probe_big:
+            border = tf.nn.silu(self.border_head(self.border_up(x[..., -BORDER_CHANNELS:])))
+            out = out + border * self._border_mask
+        return out
+
+
+class CnnGenerator(keras.layers.Layer):
+    """Encoder + amplitude/phase decoders.
+
+    ``call(x (B, N, N, C) float32) -> (amplitude, phase)``, each (B, N, N, C_out) float32;
+    amplitude from ``amp_activation``, phase ``pi * tanh`` (radians).
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        kwargs.setdefault("name", "generator")
+        super().__init__(**kwargs)
+        channels = config.gridsize ** 2
+        encoder_filters, decoder_filters, border_filters = filter_ladder(config.N,
+                                                                         config.n_filters_scale)
+        self.channels = channels
+        self.n = int(config.N)
+        self.encoder = [ConvPoolBlock(filters, f"encoder.{i}")
+                        for i, filters in enumerate(encoder_filters)]
+        c_out = channels if config.object_big else 1
+        self.amplitude = DecoderBranch("amplitude", decoder_filters, border_filters, c_out,
+                                       config.amp_activation, config)
+        self.phase = DecoderBranch("phase", decoder_filters, border_filters, c_out, "phase",
+                                   config)
+
+    def call(self, x):
+        for block in self.encoder:
+            x = block(x)
+        return self.amplitude(x), self.phase(x)
+
+    def conv_layers(self) -> list[keras.layers.Conv2D]:
+        """Every Conv2D of the generator, in torch state-dict order."""
+        layers = []
+        for block in self.encoder:
+            layers += [block.conv1, block.conv2]
+        for branch in (self.amplitude, self.phase):
+            for block in branch.blocks:
+                layers += [block.conv1, block.conv2]
+            if not branch.pad_object:
+                layers += [branch.full_up.conv1, branch.full_up.conv2]
+            layers.append(branch.head)
+            if branch.probe_big:
+                layers += [branch.border_up.conv1, branch.border_up.conv2, branch.border_head]
+        return layers
