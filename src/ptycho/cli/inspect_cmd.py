@@ -1,9 +1,9 @@
 """``ptychopinn inspect FILE``: a human (or ``--json``) summary of a data file.
 
-The file kind is chosen from the file name suffix (:data:`SUFFIX_KINDS`); each kind has an
-inspector ``(path, args) -> dict`` (JSON-ready summary) and a formatter ``dict -> str`` in
-:data:`INSPECTORS`. Today only scan NPZ files are supported; model archives (``.zip``) and
-ptychodus products (``.h5``) are meant to be added as further kinds.
+The file kind is chosen from the file name suffix (:data:`SUFFIX_KINDS`; an ``.npz`` holding
+``probe_position_x_m`` is a ptychodus product, a folder holding ``wts.h5.zip`` or
+``manifest.json`` a model archive); each kind has an inspector ``(path, args) -> dict``
+(JSON-ready summary) and a formatter ``dict -> str`` in :data:`INSPECTORS`.
 
 Light module: NumPy and the loaders are imported inside the inspectors.
 """
@@ -20,16 +20,19 @@ from typing import Any
 from ptycho.cli.common import add_option
 
 #: File name suffix (lower case) -> kind key of :data:`INSPECTORS`.
-SUFFIX_KINDS: dict[str, str] = {".npz": "scan"}
+SUFFIX_KINDS: dict[str, str] = {".npz": "scan", ".zip": "archive", ".h5": "product",
+                                 ".hdf5": "product"}
 #: Human names of the kinds, for messages.
-KIND_NAMES: dict[str, str] = {"scan": "scan NPZ (.npz)"}
+KIND_NAMES: dict[str, str] = {"scan": "scan NPZ (.npz)",
+                              "archive": "model archive (wts.h5.zip or its folder)",
+                              "product": "ptychodus product (.h5, .hdf5, .npz)"}
 
 
 def register(subparsers) -> argparse.ArgumentParser:
     """Add the ``inspect`` subcommand to ``subparsers``; return its parser."""
     supported = ", ".join(KIND_NAMES.values())
     parser = subparsers.add_parser(
-        "inspect", help="summarise a scan file",
+        "inspect", help="summarise a scan, model archive or ptychodus product",
         description=f"Print a summary of a data file. Supported: {supported}.")
     parser.add_argument("file", metavar="FILE", help="file to inspect")
     add_option(parser, "json", action="store_true", default=False,
@@ -47,9 +50,13 @@ def _detect_kind(path: Path) -> str:
     if not path.exists():
         raise InputError("file not found", str(path), "an existing file to inspect")
     if path.is_dir():
+        if (path / "wts.h5.zip").is_file() or (path / "manifest.json").is_file():
+            return "archive"
         raise InputError("not a file", str(path),
                          "one of: " + ", ".join(KIND_NAMES.values()), "a directory")
     kind = SUFFIX_KINDS.get(path.suffix.lower())
+    if kind == "scan" and _is_npz_product(path):
+        kind = "product"
     if kind is None:
         raise InputError("unsupported file type", str(path),
                          "one of: " + ", ".join(KIND_NAMES.values()),
@@ -235,7 +242,107 @@ def _format_scan(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# ---------------------------------------------------------------------------------------------
+# model archive
+# ---------------------------------------------------------------------------------------------
+
+def _inspect_archive(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Summary of a verified model archive (nothing is unpickled or executed)."""
+    from ptycho.archive import read_archive
+
+    archive = read_archive(path)
+    manifest = archive.manifest
+    return {
+        "file": archive.source, "kind": "archive",
+        "backend": manifest.get("backend"), "format_version": manifest.get("format_version"),
+        "ptychopinn_version": manifest.get("ptychopinn_version"),
+        "created": manifest.get("created"), "N": manifest.get("N"),
+        "gridsize": manifest.get("gridsize"), "intensity_scale": manifest.get("intensity_scale"),
+        "nphotons": manifest.get("nphotons"), "model_config": manifest.get("model_config"),
+        "history_summary": manifest.get("history_summary"),
+        "probe_shape": list(archive.probe.shape), "payload": manifest.get("payload"),
+        "payload_bytes": len(archive.payload), "members_verified": sorted(manifest.get("files", {})),
+    }
+
+
+def _format_archive(summary: dict[str, Any]) -> str:
+    model = summary.get("model_config") or {}
+    history = summary.get("history_summary") or {}
+    rows = [
+        ("backend", f"{summary['backend']} (payload {summary['payload']}, "
+                    f"{summary['payload_bytes']} bytes)"),
+        ("created", f"{summary['created']} by ptychopinn {summary['ptychopinn_version']} "
+                    f"(format {summary['format_version']})"),
+        ("N, gridsize", f"{summary['N']}, {summary['gridsize']}"),
+        ("model", ", ".join(f"{k}={_short(v)}" for k, v in model.items())),
+        ("intensity scale", f"{summary['intensity_scale']:.6g} (nphotons {summary['nphotons']:.4g})"),
+        ("training", ", ".join(f"{k}={_short(v)}" for k, v in history.items()) or "n/a"),
+        ("checksums", "verified: " + ", ".join(summary["members_verified"])),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{summary['file']}: {KIND_NAMES['archive']}"]
+    lines += [f"  {label:<{width}}  {text}" for label, text in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# ptychodus product
+# ---------------------------------------------------------------------------------------------
+
+def _is_npz_product(path: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "probe_position_x_m.npy" in archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _inspect_product(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
+    """Summary of a ptychodus product file."""
+    import numpy as np
+
+    from ptycho.data.products import read_product
+
+    product = read_product(path)
+    obj = product.object
+    return {
+        "file": str(path), "kind": "product", "name": product.name,
+        "positions": int(product.n_positions),
+        "probe_shape": list(product.probe.shape), "object_shape": list(obj.shape),
+        "object_pixel_m": [product.object_pixel_width_m, product.object_pixel_height_m],
+        "object_center_m": [product.object_center_x_m, product.object_center_y_m],
+        "photon_energy_eV": product.photon_energy_eV,
+        "detector_object_distance_m": product.detector_object_distance_m,
+        "object_amplitude_range": [float(np.abs(obj).min()), float(np.abs(obj).max())],
+        "losses": int(len(product.loss_values)),
+    }
+
+
+def _format_product(summary: dict[str, Any]) -> str:
+    width_m, height_m = summary["object_pixel_m"]
+    rows = [
+        ("name", summary["name"]),
+        ("positions", str(summary["positions"])),
+        ("probe", " x ".join(map(str, summary["probe_shape"])) + " (OPR, modes, H, W)"),
+        ("object", " x ".join(map(str, summary["object_shape"])) + " (layers, H, W); amplitude "
+                   + " .. ".join(f"{v:.4g}" for v in summary["object_amplitude_range"])),
+        ("object pixel", f"{width_m:.4g} x {height_m:.4g} m, centre "
+                         + ", ".join(f"{v:.4g}" for v in summary["object_center_m"]) + " m"),
+        ("photon energy", f"{summary['photon_energy_eV']:.6g} eV, detector distance "
+                          f"{summary['detector_object_distance_m']:.4g} m"),
+        ("losses", str(summary["losses"])),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"{summary['file']}: {KIND_NAMES['product']}"]
+    lines += [f"  {label:<{width}}  {text}" for label, text in rows]
+    return "\n".join(lines)
+
+
 #: kind -> (inspector, formatter)
 INSPECTORS: dict[str, tuple[Callable[[Path, Any], dict], Callable[[dict], str]]] = {
     "scan": (_inspect_scan, _format_scan),
+    "archive": (_inspect_archive, _format_archive),
+    "product": (_inspect_product, _format_product),
 }

@@ -27,22 +27,25 @@ def register(subparsers) -> argparse.ArgumentParser:
     return parser
 
 
+def configs_from_args(args: argparse.Namespace):
+    """Build ``(TrainingConfig, ExecutionConfig)``: explicit flag > ``--config`` file > default."""
+    from ptycho.config.files import build_execution_config, build_training_config, load_config_file
+
+    file_values = load_config_file(args.config) if args.config else None
+    config = build_training_config(collect(args, training_flag_names()), file_values)
+    execution = build_execution_config(collect(args, execution_flag_names()), file_values)
+    execution.progress_bar = execution.progress_bar and not args.quiet
+    return config, execution
+
+
 def run(args: argparse.Namespace) -> int:
-    import logging
     from pathlib import Path
 
-    from ptycho.config.files import build_execution_config, build_training_config, load_config_file
     from ptycho.data.npz import read_scan_npz
     from ptycho.errors import InputError
     from ptycho.workflows import inference, training
 
-    log = logging.getLogger("ptycho.train")
-    file_values = load_config_file(args.config) if args.config else None
-    if args.n_images is not None:
-        log.warning("--n_images is deprecated; use --n_groups")
-    config = build_training_config(collect(args, training_flag_names()), file_values)
-    execution = build_execution_config(collect(args, execution_flag_names()), file_values)
-    execution.progress_bar = execution.progress_bar and not args.quiet
+    config, execution = configs_from_args(args)
     output_dir = Path(config.output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise InputError("output path is a file", "--output_dir", "a folder (existing or new)",

@@ -24,6 +24,6 @@ def split_indices(n_samples: int, validation_fraction: float,
     train, validation : ndarray, int64, sorted
     """
     order = np.random.default_rng(seed).permutation(n_samples)
-    n_val = int(round(n_samples * validation_fraction)) if n_samples > 1 else 0
+    n_val = round(float(n_samples * validation_fraction)) if n_samples > 1 else 0
     n_val = min(n_val, n_samples - 1)
     return np.sort(order[n_val:]), np.sort(order[:n_val])

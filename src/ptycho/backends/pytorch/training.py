@@ -122,6 +122,8 @@ def train_model(train: GroupedData, validation: Optional[GroupedData], probe: np
                 intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
                 output_dir: Path) -> TorchTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model."""
+    for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     L.seed_everything(config.seed, workers=True, verbose=False)
     model_cfg = config.model
     supervised = model_cfg.model_type == "supervised"
@@ -153,7 +155,7 @@ def train_model(train: GroupedData, validation: Optional[GroupedData], probe: np
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*`isinstance.*LeafSpec`.*")
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         trainer.fit(lit, datamodule=datamodule)
     if tracker.best_state is not None:
         module.load_state_dict(tracker.best_state)

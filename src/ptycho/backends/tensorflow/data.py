@@ -7,11 +7,11 @@ the batch order depends only on the seed (not on when ``tf.data`` prefetches).
 
 from __future__ import annotations
 
-from typing import Optional
+import math
 
 import numpy as np
-import tensorflow as tf
 
+import tensorflow as tf
 from ptycho.data.grouping import GroupedData
 from ptycho.data.splitting import split_indices
 
@@ -48,7 +48,7 @@ class GroupedBatches:
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
-        return -(-len(self.indices) // self.batch_size)
+        return math.ceil(len(self.indices) / self.batch_size)
 
     def batch(self, rows: np.ndarray) -> tuple:
         """The batch of samples ``rows`` (indices into ``grouped``)."""
@@ -78,10 +78,10 @@ class GroupedBatches:
         return ds.prefetch(2)
 
 
-def make_datasets(train: GroupedData, validation: Optional[GroupedData], batch_size: int,
+def make_datasets(train: GroupedData, validation: GroupedData | None, batch_size: int,
                   validation_fraction: float, seed: int, with_truth: bool = False,
                   truth_at_centre: bool = False
-                  ) -> tuple[GroupedBatches, Optional[GroupedBatches]]:
+                  ) -> tuple[GroupedBatches, GroupedBatches | None]:
     """Training and validation batches (the torch ``GroupedDataModule`` split).
 
     Without a separate ``validation`` set, ``validation_fraction`` of ``train`` is held out by

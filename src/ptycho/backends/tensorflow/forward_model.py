@@ -15,10 +15,9 @@ import math
 
 import keras
 import numpy as np
+
 import tensorflow as tf
-
 from ptycho import physics
-
 
 # ---------------------------------------------------------------------------------------------
 # Layout helpers

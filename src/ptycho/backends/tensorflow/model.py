@@ -13,12 +13,10 @@ constant here and has no counterpart).
 
 from __future__ import annotations
 
-from typing import Optional
-
 import keras
 import numpy as np
-import tensorflow as tf
 
+import tensorflow as tf
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.network import CnnGenerator
 from ptycho.config.config import ModelConfig
@@ -64,10 +62,9 @@ class PtychoPINN(keras.Model):
         self._build_weights()
 
     def _build_weights(self) -> None:
-        """Create every variable now (a zero batch through the generator)."""
+        """Create every variable now (no forward pass needed)."""
         cfg = self.model_config
-        channels = cfg.gridsize ** 2
-        self.generator(tf.zeros((1, cfg.N, cfg.N, channels), tf.float32))
+        self.generator.build((None, cfg.N, cfg.N, cfg.gridsize ** 2))
         self.built = True
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -98,7 +95,7 @@ class PtychoPINN(keras.Model):
         return {"patches": patches, "object_centre": centre, "member_patches": members,
                 "amplitude": amplitude}
 
-    def call(self, inputs, training: Optional[bool] = None):
+    def call(self, inputs, training: bool | None = None):
         x_scaled, local_offsets = inputs
         return self.forward(x_scaled, local_offsets)
 

@@ -33,8 +33,8 @@ import math
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+import tensorflow as tf
 from ptycho.config.config import ModelConfig
 
 BORDER_CHANNELS = 4
@@ -68,13 +68,30 @@ def _upsample(x: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def _build_pair(block, input_shape) -> None:
+    """Create the weights of a block's conv1/conv2 for ``input_shape`` (B, H, W, F)."""
+    shape = tuple(input_shape)
+    block.conv1.build(shape)
+    block.conv2.build(shape[:-1] + (block.filters,))
+    block.built = True
+
+
+def _scaled(shape, factor: float, channels: int) -> tuple:
+    """(B, H, W, F) -> (B, H*factor, W*factor, channels)."""
+    return (shape[0], int(shape[1] * factor), int(shape[2] * factor), channels)
+
+
 class ConvPoolBlock(keras.layers.Layer):
     """Two 3x3 conv + ReLU, then 2x2 max-pool. Sub-layers ``{prefix}.conv1``, ``{prefix}.conv2``."""
 
     def __init__(self, filters: int, prefix: str, **kwargs):
         super().__init__(name=prefix, **kwargs)
+        self.filters = filters
         self.conv1 = _conv(filters, f"{prefix}.conv1")
         self.conv2 = _conv(filters, f"{prefix}.conv2")
+
+    def build(self, input_shape):
+        _build_pair(self, input_shape)
 
     def call(self, x):
         x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
@@ -86,8 +103,12 @@ class ConvUpBlock(keras.layers.Layer):
 
     def __init__(self, filters: int, prefix: str, **kwargs):
         super().__init__(name=prefix, **kwargs)
+        self.filters = filters
         self.conv1 = _conv(filters, f"{prefix}.conv1")
         self.conv2 = _conv(filters, f"{prefix}.conv2")
+
+    def build(self, input_shape):
+        _build_pair(self, input_shape)
 
     def call(self, x):
         x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
@@ -126,6 +147,21 @@ class DecoderBranch(keras.layers.Layer):
                 self._border_mask = tf.constant(border[:, :, None])
         else:
             self.full_up = ConvUpBlock(border_filters, f"{branch}.full_up")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for block in self.blocks:
+            block.build(shape)
+            shape = _scaled(shape, 2, block.filters)
+        if self.pad_object:
+            self.head.build(shape[:-1] + (shape[-1] - BORDER_CHANNELS,))
+            if self.probe_big:
+                self.border_up.build(shape[:-1] + (BORDER_CHANNELS,))
+                self.border_head.build(_scaled(shape, 2, self.border_up.filters))
+        else:
+            self.full_up.build(shape)
+            self.head.build(_scaled(shape, 2, self.full_up.filters))
+        self.built = True
 
     def _head_activation(self, x):
         if self.activation_name == "phase":
@@ -169,6 +205,15 @@ class CnnGenerator(keras.layers.Layer):
                                        config.amp_activation, config)
         self.phase = DecoderBranch("phase", decoder_filters, border_filters, c_out, "phase",
                                    config)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        for block in self.encoder:
+            block.build(shape)
+            shape = _scaled(shape, 0.5, block.filters)
+        self.amplitude.build(shape)
+        self.phase.build(shape)
+        self.built = True
 
     def call(self, x):
         for block in self.encoder:

@@ -1,0 +1,324 @@
+"""``make bench``: speed, memory and quality figures of ptychopinn on this machine.
+
+Writes ``benchmarks/results/<UTC timestamp>.json`` and ``.md`` (a markdown table) and prints the
+table. Every figure is a median over repeats, measured in this one run, so ratios between rows
+are meaningful on a shared, noisy machine; absolute numbers are not.
+
+Run ``python benchmarks/run.py --help`` for options (``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def gemm_flops(repeats: int) -> dict:
+    """float32 GEMM FLOP/s with NumPy and with torch (the machine's reference peak)."""
+    n = 1024
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    a @ b
+    numpy_rate = 2 * n ** 3 / median_time(lambda: a @ b, repeats)
+    result = {"numpy_gflops": numpy_rate / 1e9}
+    try:
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        ta @ tb
+        result["torch_gflops"] = 2 * n ** 3 / median_time(lambda: ta @ tb, repeats) / 1e9
+    except ImportError:
+        pass
+    result["peak_gflops"] = max(result.values())
+    return result
+
+
+def model_flops_per_pattern(N: int, gridsize: int) -> float:
+    """Multiply-adds x 2 of every convolution of the cnn generator for one sample (analytic)."""
+    import torch
+
+    from ptycho import physics
+    from ptycho.backends.pytorch.model import PtychoPINN
+    from ptycho.config.config import ModelConfig
+
+    model = PtychoPINN(ModelConfig(N=N, gridsize=gridsize), physics.default_probe(N), 10.0)
+    total = 0
+
+    def hook(module, inputs, output):
+        nonlocal total
+        kernel = module.kernel_size[0] * module.kernel_size[1]
+        total += 2 * output.numel() * module.in_channels * kernel
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        model.generator(torch.zeros(1, gridsize ** 2, N, N))
+    for handle in handles:
+        handle.remove()
+    return float(total)
+
+
+def simulated_scan(n_positions: int, N: int, seed: int = 0):
+    from ptycho.data.simulation import simulate
+
+    side = int(np.ceil(np.sqrt(n_positions)))
+    size = N + 8 + 6 * side
+    return simulate(object_kind="lines", N=N, object_size=size, step=6.0,
+                    n_positions=n_positions, nphotons=1e6, seed=seed).scan
+
+
+def bench_backend(backend: str, N: int, gridsize: int, args) -> dict:
+    """Training and inference throughput of one backend/configuration (run in a subprocess)."""
+    from ptycho import physics
+    from ptycho.backends import load_backend
+    from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+    from ptycho.data.grouping import GroupedData
+    from ptycho.stitching import stitch_patches
+
+    module = load_backend(backend)
+    scan = simulated_scan(args.train_positions, N)
+    config = TrainingConfig(model=ModelConfig(N=N, gridsize=gridsize), nepochs=args.epochs,
+                            batch_size=16, validation_fraction=0.0, early_stop_patience=100,
+                            backend=backend)
+    grouped = GroupedData.from_scan(scan, gridsize)
+    probe = physics.normalize_probe(scan.probe)
+    scale = physics.intensity_scale(scan.mean_photons_per_pattern(), N)
+    execution = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        module.train_model(grouped, None, probe, scale,
+                           TrainingConfig(model=config.model, nepochs=1, batch_size=16,
+                                          validation_fraction=0.0, backend=backend),
+                           execution, Path(tmp))  # warm-up (imports, allocations)
+        started = time.perf_counter()
+        model = module.train_model(grouped, None, probe, scale, config, execution, Path(tmp))
+        train_s = time.perf_counter() - started
+    train_rate = len(grouped) * args.epochs / train_s
+
+    infer_scan = simulated_scan(args.infer_positions, N, seed=1)
+    infer_grouped = GroupedData.from_scan(infer_scan, gridsize)
+    x = infer_grouped.X() * np.float32(model.intensity_scale)
+    coords = infer_grouped.coords()
+    model.predict([x[:64], coords["relative"][:64]])
+    predict_s = median_time(lambda: model.predict([x, coords["relative"]], batch_size=256),
+                            args.repeats)
+
+    def predict_and_stitch():
+        patches = model.predict([x, coords["relative"]], batch_size=256)[..., 0]
+        stitch_patches(patches, coords["offsets"][:, 0, :, 0])
+
+    stitch_s = median_time(predict_and_stitch, args.repeats)
+    flops = model_flops_per_pattern(N, gridsize)
+    return {
+        "backend": backend, "N": N, "gridsize": gridsize,
+        "train_patterns_per_s": train_rate,
+        "predict_patterns_per_s": len(x) / predict_s,
+        "predict_stitch_patterns_per_s": len(x) / stitch_s,
+        "forward_gflop_per_pattern": flops / 1e9,
+        "predict_gflops": flops * len(x) / predict_s / 1e9,
+        "train_gflops": 3 * flops * train_rate / 1e9,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_subprocess_json(argv: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def command_wall_s(argv: list[str], repeats: int) -> float:
+    return median_time(lambda: subprocess.run(argv, capture_output=True, check=True), repeats)
+
+
+def bench_cli(args, tmp: Path) -> dict:
+    """``--help`` and ``import ptycho`` wall times; end-to-end ``ptychopinn infer`` on 512 positions."""
+    python = sys.executable
+    out = {
+        "help_s": command_wall_s([python, "-m", "ptycho.cli.main", "--help"], args.repeats),
+        "import_s": command_wall_s([python, "-c", "import ptycho"], args.repeats),
+    }
+    from ptycho.data.npz import write_scan_npz
+
+    scan_path = tmp / "scan512.npz"
+    write_scan_npz(scan_path, simulated_scan(512, 64, seed=2))
+    for backend in args.backends:
+        model_dir = tmp / f"model_{backend}"
+        subprocess.run([python, "-m", "ptycho.cli.main", "train", "--train_data_file", scan_path,
+                        "--output_dir", model_dir, "--nepochs", "1", "--n_groups", "64",
+                        "--backend", backend, "--quiet", "--logger", "none"],
+                       capture_output=True, check=True)
+        argv = [python, "-m", "ptycho.cli.main", "infer", "--model_path", str(model_dir),
+                "--test_data", str(scan_path), "--output_dir", str(tmp / f"out_{backend}")]
+        out[f"infer_512_{backend}_s"] = command_wall_s(argv, args.repeats)
+    return out
+
+
+def bench_stitch_group(args) -> dict:
+    from ptycho.data.grouping import group_positions
+    from ptycho.stitching import stitch_patches
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for n in args.stitch_sizes:
+        x = rng.uniform(0, 30 * np.sqrt(n), n)
+        y = rng.uniform(0, 30 * np.sqrt(n), n)
+        patches = np.broadcast_to((rng.random((64, 64)) + 1j).astype(np.complex64), (n, 64, 64))
+        out[f"stitch_{n}_positions_per_s"] = n / median_time(
+            lambda: stitch_patches(patches, np.column_stack([x, y])), args.repeats)
+        out[f"group_gs2_{n}_s"] = median_time(lambda: group_positions(x, y, 2), args.repeats)
+    return out
+
+
+def bench_quality(args) -> dict:
+    """PSNR/SSIM/FRC after a fixed training budget, beside the speed figures."""
+    from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+    from ptycho.data.simulation import simulate
+    from ptycho.evaluation import evaluate_reconstruction
+    from ptycho.workflows import inference, training
+
+    scan = simulate(object_kind="lines", N=64, object_size=224, step=7.0, nphotons=1e6,
+                    seed=7).scan
+    out = {}
+    for backend in args.backends:
+        config = TrainingConfig(model=ModelConfig(N=64), nepochs=args.quality_epochs,
+                                backend=backend)
+        with tempfile.TemporaryDirectory() as tmp:
+            config.output_dir = Path(tmp)
+            result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
+                                    train_scan=scan, write_outputs=False)
+        recon = inference.reconstruct(result.model, scan)
+        metrics = evaluate_reconstruction(recon.stitched.object, recon.stitched.x0_px,
+                                          recon.stitched.y0_px, scan.object_guess,
+                                          scan_xy=np.column_stack([scan.xcoords, scan.ycoords]))
+        out[backend] = {"epochs": args.quality_epochs, "positions": scan.n_positions, **metrics}
+    return out
+
+
+def markdown(report: dict) -> str:
+    peak = report["gemm"]["peak_gflops"]
+    lines = [f"# ptychopinn benchmark {report['created']}", "",
+             f"Machine: {report['machine']}; float32 GEMM peak {peak:.1f} GFLOP/s "
+             f"(numpy {report['gemm']['numpy_gflops']:.1f}, torch "
+             f"{report['gemm'].get('torch_gflops', float('nan')):.1f}).", "",
+             "| backend | N | gs | train pat/s | predict pat/s | predict+stitch pat/s | "
+             "GFLOP/pattern | predict % GEMM | train % GEMM | peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["models"]:
+        if "error" in row:
+            lines.append(f"| {row.get('backend')} | {row.get('N')} | {row.get('gridsize')} | "
+                         f"error: {row['error']} |||||||")
+            continue
+        lines.append(
+            f"| {row['backend']} | {row['N']} | {row['gridsize']} | "
+            f"{row['train_patterns_per_s']:.1f} | {row['predict_patterns_per_s']:.1f} | "
+            f"{row['predict_stitch_patterns_per_s']:.1f} | {row['forward_gflop_per_pattern']:.2f} | "
+            f"{100 * row['predict_gflops'] / peak:.0f} % | {100 * row['train_gflops'] / peak:.0f} % | "
+            f"{row['peak_rss_mib']:.0f} |")
+    lines += ["", "| command | wall s |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in report["cli"].items()]
+    lines += ["", "| stitching / grouping | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.3g} |" for k, v in report["stitch_group"].items()]
+    if report.get("quality"):
+        lines += ["", "| quality (fixed budget) | epochs | amp PSNR dB | amp SSIM | phase PSNR dB | "
+                  "phase SSIM | amp FRC50 px |", "|---|---|---|---|---|---|---|"]
+        for backend, q in report["quality"].items():
+            lines.append(f"| {backend} | {q['epochs']} | {q['amplitude']['psnr_db']:.2f} | "
+                         f"{q['amplitude']['ssim']:.3f} | {q['phase']['psnr_db']:.2f} | "
+                         f"{q['phase']['ssim']:.3f} | {q['amplitude']['frc50_px']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", nargs="+", default=None,
+                        help="backends to measure (default: every installed one)")
+    parser.add_argument("--sizes", nargs="+", type=int, default=[64, 128], help="N values")
+    parser.add_argument("--gridsizes", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-positions", type=int, default=128)
+    parser.add_argument("--infer-positions", type=int, default=512)
+    parser.add_argument("--stitch-sizes", nargs="+", type=int, default=[1000, 10000, 100000])
+    parser.add_argument("--quality-epochs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    parser.add_argument("--one", nargs=3, metavar=("BACKEND", "N", "GRIDSIZE"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.gridsizes, args.repeats, args.epochs = [64], [1], 1, 1
+        args.train_positions, args.infer_positions, args.quality_epochs = 32, 64, 1
+        args.stitch_sizes = [1000]
+    if args.backends is None:
+        import importlib.util
+
+        args.backends = [b for b, m in (("pytorch", "torch"), ("tensorflow", "tensorflow"))
+                         if importlib.util.find_spec(m)]
+    if args.one:
+        backend, n, gridsize = args.one
+        print(json.dumps(bench_backend(backend, int(n), int(gridsize), args)))
+        return 0
+
+    sub_args = ["--repeats", str(args.repeats), "--epochs", str(args.epochs),
+                "--train-positions", str(args.train_positions),
+                "--infer-positions", str(args.infer_positions)]
+    report = {
+        "created": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+                   f"Python {platform.python_version()}",
+        "gemm": gemm_flops(args.repeats),
+        "models": [],
+    }
+    for backend in args.backends:
+        for n in args.sizes:
+            for gridsize in args.gridsizes:
+                print(f"measuring {backend} N={n} gridsize={gridsize} ...", file=sys.stderr)
+                row = run_subprocess_json(["--one", backend, str(n), str(gridsize), *sub_args])
+                row.setdefault("backend", backend)
+                row.setdefault("N", n)
+                row.setdefault("gridsize", gridsize)
+                report["models"].append(row)
+    with tempfile.TemporaryDirectory() as tmp:
+        print("measuring the command line ...", file=sys.stderr)
+        report["cli"] = bench_cli(args, Path(tmp))
+    print("measuring stitching and grouping ...", file=sys.stderr)
+    report["stitch_group"] = bench_stitch_group(args)
+    print("measuring quality at a fixed budget ...", file=sys.stderr)
+    report["quality"] = bench_quality(args)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = report["created"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (RESULTS / f"{stamp}.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

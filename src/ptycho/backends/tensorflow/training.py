@@ -1,0 +1,423 @@
+"""Train, save and load the TensorFlow backend (the API documented in ``ptycho.backends.base``).
+
+The losses, optimiser and schedule mirror ``ptycho.backends.pytorch.lightning_module``:
+
+- PINN: ``nll_weight * poisson_nll((s A)^2, (s X)^2) + mae_weight * mean|s A - s X|
+  + realspace_mae_weight * amplitude/phase MAE of the member patches vs ground truth
+  + realspace_weight * TV(generator patches)``, with ``s X`` the network input (the dataset's
+  s times the normalised amplitudes) and ``s A`` the model's predicted amplitude.
+- supervised: amplitude + phase MAE on the central region vs ground-truth patches.
+- Adam(learning_rate, eps=1e-8); ReduceLROnPlateau with torch's semantics (relative threshold
+  1e-4, reduce after more than ``plateau_patience`` bad epochs, floor ``plateau_min_lr``) on
+  ``val_loss`` (``train_loss`` without validation); early stopping after
+  ``early_stop_patience`` epochs without improvement; the best epoch's weights are restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+
+import tensorflow as tf
+from ptycho import physics
+from ptycho.backends.tensorflow import forward_model as fm
+from ptycho.backends.tensorflow.data import make_datasets
+from ptycho.backends.tensorflow.model import PtychoPINN
+from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+from ptycho.data.grouping import GroupedData
+from ptycho.errors import InputError
+
+log = logging.getLogger(__name__)
+
+PAYLOAD_NAME = "model.weights.h5"
+BACKEND = "tensorflow"
+ADAM_EPSILON = 1e-8          # torch.optim.Adam default (Keras defaults to 1e-7)
+PLATEAU_THRESHOLD = 1e-4     # torch ReduceLROnPlateau default (mode 'rel')
+PLATEAU_EPS = 1e-8
+
+
+
+
+def _to_float(value) -> float:
+    """A Python float from a float, tensor or Keras variable."""
+    return float(value.numpy()) if hasattr(value, "numpy") else float(value)
+
+
+@contextlib.contextmanager
+def _quiet_keras_numpy_warning():
+    """Silence the NumPy 2 ``__array__(copy=...)`` DeprecationWarning raised inside Keras I/O."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=".*__array__ implementation doesn't accept a copy.*")
+        yield
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+def total_variation(patches: tf.Tensor) -> tf.Tensor:
+    """Mean squared finite differences of real and imaginary parts.
+
+    patches (B, N, N, C) complex64 -> scalar float32 (mean over columns + mean over rows).
+    """
+    parts = tf.stack([tf.math.real(patches), tf.math.imag(patches)])
+    d_cols = parts[:, :, :, 1:] - parts[:, :, :, :-1]
+    d_rows = parts[:, :, 1:] - parts[:, :, :-1]
+    return tf.reduce_mean(tf.square(d_cols)) + tf.reduce_mean(tf.square(d_rows))
+
+
+def amplitude_phase_mae(pred: tf.Tensor, truth: tf.Tensor, region: tf.Tensor) -> tf.Tensor:
+    """MAE of amplitudes plus MAE of wrapped phase differences over ``region``.
+
+    Parameters
+    ----------
+    pred, truth : Tensor, shape (B, N, N, C), complex64
+    region : Tensor, shape (N, N), float32 weights (the central box or ones)
+
+    Where ``pred * conj(truth)`` is exactly 0 the phase error and its gradient are 0 (as in
+    torch; a plain ``angle`` would give a NaN gradient there).
+    """
+    amp_err = tf.abs(tf.abs(pred) - tf.abs(truth))
+    product = pred * tf.math.conj(truth)
+    is_zero = tf.equal(product, tf.zeros_like(product))
+    safe = tf.where(is_zero, tf.ones_like(product), product)
+    phase_err = tf.where(is_zero, tf.zeros_like(amp_err), tf.abs(tf.math.angle(safe)))
+    weights = region[None, :, :, None]
+    batch = tf.cast(tf.shape(pred)[0], tf.float32)
+    channels = tf.cast(tf.shape(pred)[3], tf.float32)
+    denominator = tf.reduce_sum(region) * batch * channels
+    return tf.reduce_sum((amp_err + phase_err) * weights) / denominator
+
+
+# ---------------------------------------------------------------------------------------------
+# Training wrapper
+# ---------------------------------------------------------------------------------------------
+
+class PINNTrainer(keras.Model):
+    """Trains a :class:`PtychoPINN` by Poisson NLL (PINN) or patch MAE (supervised).
+
+    Batches are ``(x, offsets)`` or ``(x, offsets, truth)`` (see ``data.GroupedBatches``).
+    ``intensity_scale`` is the dataset's s: the network input is ``s * X`` and the measured
+    counts are ``(s * X)**2``; the model's own (possibly trainable) scale starts at s.
+    """
+
+    def __init__(self, pinn: PtychoPINN, config: TrainingConfig, intensity_scale: float):
+        super().__init__(name="pinn_trainer")
+        self.pinn = pinn
+        self.train_config = config
+        self.data_scale = float(intensity_scale)
+        n = pinn.model_config.N
+        region = physics.centre_mask(n) if pinn.model_config.pad_object else np.ones((n, n))
+        self.truth_region = tf.constant(region, tf.float32)
+        self.supervised = pinn.model_config.model_type == "supervised"
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.built = True
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def call(self, inputs, training=None):
+        return self.pinn(inputs)
+
+    def compute_batch_loss(self, data) -> tf.Tensor:
+        """The training objective of one batch (scalar float32)."""
+        x_scaled = data[0] * self.data_scale
+        offsets = data[1]
+        truth = data[2] if len(data) > 2 else None
+        cfg = self.train_config
+        if self.supervised:
+            patches = self.pinn.object_patches(x_scaled)
+            return amplitude_phase_mae(patches, truth, self.truth_region)
+        out = self.pinn.forward(x_scaled, offsets)
+        amplitude = out["amplitude"]
+        loss = tf.zeros((), tf.float32)
+        if cfg.nll_weight:
+            loss += cfg.nll_weight * fm.poisson_nll(tf.square(amplitude), tf.square(x_scaled))
+        if cfg.mae_weight:
+            loss += cfg.mae_weight * tf.reduce_mean(tf.abs(amplitude - x_scaled))
+        if cfg.realspace_mae_weight:
+            loss += cfg.realspace_mae_weight * amplitude_phase_mae(
+                out["member_patches"], truth, self.truth_region)
+        if cfg.realspace_weight:
+            loss += cfg.realspace_weight * total_variation(out["patches"])
+        return loss
+
+    def train_step(self, data):
+        variables = self.pinn.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = self.compute_batch_loss(data)
+        gradients = tape.gradient(loss, variables)
+        pairs = [(g, v) for g, v in zip(gradients, variables) if g is not None]
+        self.optimizer.apply_gradients(pairs)
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(data[0])[0])
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, data):
+        loss = self.compute_batch_loss(data)
+        self.loss_tracker.update_state(loss, sample_weight=tf.shape(data[0])[0])
+        return {"loss": self.loss_tracker.result()}
+
+
+class EpochControl(keras.callbacks.Callback):
+    """History, best-epoch weights, early stopping and the plateau schedule (torch semantics).
+
+    Per epoch it records ``epoch`` (0-based), ``train_loss``, ``val_loss`` (with validation),
+    ``intensity_scale`` (the model's s at the end of the epoch) and ``learning_rate`` (the rate
+    used during the epoch), then updates the schedule for the next epoch.
+    """
+
+    def __init__(self, pinn: PtychoPINN, monitor: str, config: TrainingConfig):
+        super().__init__()
+        self.pinn = pinn
+        self.monitor = monitor
+        self.config = config
+        self.history: dict[str, list] = {}
+        self.best_score = float("inf")
+        self.best_epoch = -1
+        self.best_weights: list | None = None
+        self._stop_best = float("inf")
+        self._stop_wait = 0
+        self._plateau_best = float("inf")
+        self._plateau_bad = 0
+        self.stopped_epoch: int | None = None
+
+    def _learning_rate(self) -> float:
+        return _to_float(self.model.optimizer.learning_rate)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = logs or {}
+        metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss")}
+        lr = self._learning_rate()
+        self.history.setdefault("epoch", []).append(int(epoch))
+        for key in ("train_loss", "val_loss"):
+            if metrics[key] is not None:
+                self.history.setdefault(key, []).append(float(metrics[key]))
+        self.history.setdefault("intensity_scale", []).append(
+            _to_float(self.pinn.scaler.scale()))
+        self.history.setdefault("learning_rate", []).append(lr)
+
+        score = metrics.get(self.monitor)
+        score = float("nan") if score is None else float(score)
+        if math.isfinite(score) and score < self.best_score:
+            self.best_score = score
+            self.best_epoch = int(epoch)
+            self.best_weights = [v.numpy().copy() for v in self.pinn.weights]
+
+        # Early stopping (Lightning EarlyStopping: min_delta 0, stop on a non-finite score).
+        if not math.isfinite(score):
+            log.warning("stopping: %s is %s at epoch %d", self.monitor, score, epoch)
+            self.stopped_epoch = int(epoch)
+            self.model.stop_training = True
+            return
+        if score < self._stop_best:
+            self._stop_best = score
+            self._stop_wait = 0
+        else:
+            self._stop_wait += 1
+            if self._stop_wait >= self.config.early_stop_patience:
+                self.stopped_epoch = int(epoch)
+                self.model.stop_training = True
+
+        # ReduceLROnPlateau (torch: mode 'min', threshold 1e-4 'rel', cooldown 0).
+        if score < self._plateau_best * (1.0 - PLATEAU_THRESHOLD):
+            self._plateau_best = score
+            self._plateau_bad = 0
+        else:
+            self._plateau_bad += 1
+        if self._plateau_bad > self.config.plateau_patience:
+            new_lr = max(lr * self.config.plateau_factor, self.config.plateau_min_lr)
+            if lr - new_lr > PLATEAU_EPS:
+                self.model.optimizer.learning_rate = new_lr
+                log.info("epoch %d: reducing learning rate to %.4g", epoch, new_lr)
+            self._plateau_bad = 0
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Raise :class:`FloatingPointError` as soon as the running training loss is not finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        value = (logs or {}).get("loss")
+        if value is not None and not math.isfinite(float(value)):
+            raise FloatingPointError(
+                f"training loss became {float(value)} at epoch {self.epoch}, step {batch}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Trained model
+# ---------------------------------------------------------------------------------------------
+
+class TFTrainedModel:
+    """A trained (or loaded) Keras model behind the backend-neutral API (``backends.base``)."""
+
+    backend = BACKEND
+    payload_name = PAYLOAD_NAME
+
+    def __init__(self, module: PtychoPINN, history: dict | None = None):
+        self.module = module
+        self.model_config: ModelConfig = module.model_config
+        self.history = history or {}
+        n, channels = self.model_config.N, self.model_config.gridsize ** 2
+        self._predict_fn = tf.function(module.predict_object, input_signature=[
+            tf.TensorSpec((None, n, n, channels), tf.float32),
+            tf.TensorSpec((None, 1, 2, channels), tf.float32)])
+
+    @property
+    def intensity_scale(self) -> float:
+        """The trained s = exp(log_scale)."""
+        return _to_float(self.module.scaler.scale())
+
+    @property
+    def probe(self) -> np.ndarray:
+        """The trained probe, (N, N) complex64."""
+        return self.module.illumination.probe().numpy().astype(np.complex64)
+
+    def payload_bytes(self) -> bytes:
+        """The bytes of a Keras ``.weights.h5`` file holding every weight of the model."""
+        with tempfile.TemporaryDirectory(prefix="ptychopinn-tf-") as folder:
+            path = os.path.join(folder, PAYLOAD_NAME)
+            with _quiet_keras_numpy_warning():
+                self.module.save_weights(path)
+            return Path(path).read_bytes()
+
+    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
+        """``inputs = [X_scaled (B, N, N, C), offsets (B, 1, 2, C)]`` -> complex64 (B, N, N, 1).
+
+        The object patch of each sample centred on its group mean; no gradients are recorded.
+        """
+        x_all, offsets_all = inputs
+        x_all = np.asarray(x_all, np.float32)
+        channels = self.model_config.gridsize ** 2
+        n = self.model_config.N
+        if x_all.ndim != 4 or x_all.shape[-1] != channels or x_all.shape[1] != n:
+            raise InputError(
+                "input does not match the model", "predict inputs",
+                f"(B, {n}, {n}, {channels}) for this gridsize-{self.model_config.gridsize} "
+                f"model (regroup the data with gridsize={self.model_config.gridsize})",
+                f"shape {tuple(x_all.shape)}")
+        offsets_all = np.asarray(offsets_all, np.float32)
+        outputs = []
+        for lo in range(0, len(x_all), batch_size):
+            obj = self._predict_fn(tf.constant(x_all[lo:lo + batch_size]),
+                                   tf.constant(offsets_all[lo:lo + batch_size]))
+            outputs.append(obj.numpy()[..., 0])
+        result = np.concatenate(outputs) if outputs else np.zeros((0, n, n))
+        return result[..., None].astype(np.complex64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+def _device_scope(execution: ExecutionConfig):
+    """A ``tf.device`` scope for ``execution.accelerator`` (TensorFlow places ops itself)."""
+    accelerator = str(execution.accelerator).lower()
+    if accelerator == "cpu":
+        return tf.device("/CPU:0")
+    if accelerator in ("gpu", "cuda", "mps"):
+        if not tf.config.list_physical_devices("GPU"):
+            raise InputError("accelerator not available", "ExecutionConfig.accelerator",
+                             "a GPU visible to TensorFlow (or accelerator 'cpu'/'auto')",
+                             repr(execution.accelerator))
+        return tf.device("/GPU:0")
+    return contextlib.nullcontext()
+
+
+def _warn_unsupported(execution: ExecutionConfig) -> None:
+    if execution.precision not in ("32-true", "32", 32):
+        log.warning("the tensorflow backend trains in float32; precision=%r is ignored",
+                    execution.precision)
+    if execution.strategy not in ("auto", None) or execution.num_nodes != 1 or \
+            execution.devices not in (1, "1", "auto"):
+        log.warning("the tensorflow backend trains on one device; strategy/devices/num_nodes "
+                    "are ignored")
+    if execution.logger not in ("csv", "none"):
+        log.warning("the tensorflow backend supports logger 'csv' or 'none'; %r is ignored",
+                    execution.logger)
+
+
+def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
+                intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
+                output_dir: Path) -> TFTrainedModel:
+    """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model."""
+    keras.utils.set_random_seed(config.seed)
+    _warn_unsupported(execution)
+    model_cfg = config.model
+    supervised = model_cfg.model_type == "supervised"
+    needs_truth = supervised or config.realspace_mae_weight > 0
+    if needs_truth and train.scan.object_guess is None:
+        raise InputError("missing ground truth", f"{train.scan.source}:objectGuess",
+                         "an objectGuess for supervised training or realspace_mae_weight > 0")
+    truth_at_centre = supervised and not (model_cfg.object_big and model_cfg.gridsize > 1)
+    train_set, val_set = make_datasets(train, validation, config.batch_size,
+                                       config.validation_fraction, config.seed,
+                                       with_truth=needs_truth, truth_at_centre=truth_at_centre)
+    if val_set is not None and len(val_set.indices) == 0:
+        val_set = None
+    monitor = "val_loss" if val_set is not None else "train_loss"
+    with _device_scope(execution):
+        pinn = PtychoPINN(model_cfg, probe, intensity_scale,
+                          probe_trainable=config.probe_trainable and not supervised,
+                          intensity_scale_trainable=(config.intensity_scale_trainable
+                                                     and not supervised))
+        trainer = PINNTrainer(pinn, config, intensity_scale)
+        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
+                                          epsilon=ADAM_EPSILON)
+        trainer.compile(optimizer=optimizer, jit_compile=False)
+        optimizer.build(pinn.trainable_variables)
+        control = EpochControl(pinn, monitor, config)
+        callbacks: list = [NonFiniteLossGuard(), control]
+        if execution.logger == "csv":
+            log_dir = Path(output_dir) / "logs"
+            log_dir.mkdir(parents=True, exist_ok=True)
+            callbacks.append(keras.callbacks.CSVLogger(str(log_dir / "metrics.csv")))
+        trainer.fit(train_set.dataset(),
+                    validation_data=val_set.dataset() if val_set is not None else None,
+                    epochs=config.nepochs, callbacks=callbacks, shuffle=False,
+                    verbose=1 if execution.progress_bar else 0)
+    if control.best_weights is not None:
+        for variable, value in zip(pinn.weights, control.best_weights):
+            variable.assign(value)
+        log.info("best epoch %d (%s %.6g)", control.best_epoch, monitor, control.best_score)
+    history = dict(control.history)
+    history["best_epoch"] = control.best_epoch
+    return TFTrainedModel(pinn, history)
+
+
+def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TFTrainedModel:
+    """Rebuild the network from ``manifest['model_config']`` and load the ``.weights.h5`` bytes.
+
+    Only arrays are read (no pickle, no Keras deserialisation of code); a payload that does not
+    fit the rebuilt network raises :class:`ptycho.errors.ArchiveError`.
+    """
+    from ptycho.errors import ArchiveError
+
+    model_cfg = ModelConfig(**manifest["model_config"])
+    module = PtychoPINN(model_cfg, probe, float(manifest["intensity_scale"]))
+    with tempfile.TemporaryDirectory(prefix="ptychopinn-tf-") as folder:
+        path = os.path.join(folder, PAYLOAD_NAME)
+        Path(path).write_bytes(payload)
+        try:
+            with _quiet_keras_numpy_warning():
+                module.load_weights(path)
+        except (ValueError, OSError, KeyError) as exc:
+            raise ArchiveError("weights do not match the model", PAYLOAD_NAME,
+                               "a Keras weights file written by this model configuration",
+                               f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    return TFTrainedModel(module, manifest.get("history", {}))
