@@ -135,3 +135,66 @@ def test_train_archive_load_infer_end_to_end(workflow, small_scan):
     obj = recon.stitched.object
     assert obj.ndim == 2 and np.iscomplexobj(obj) and np.isfinite(obj).all()
     assert np.abs(obj).max() > 0
+
+
+def _batch_loss_and_grads_torch(model_cfg, train_cfg, probe, scale, x, offsets, truth):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("lightning")
+    from ptycho.backends.pytorch.lightning_module import PINNLightning
+    from ptycho.backends.pytorch.model import PtychoPINN as TorchPINN
+    from ptycho.backends.pytorch.model import offsets_to_torch
+
+    torch.manual_seed(1)
+    module = TorchPINN(model_cfg, probe, scale)
+    lit = PINNLightning(module, train_cfg, scale)
+    batch = {"x": torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
+             "rel": torch.from_numpy(offsets_to_torch(offsets)),
+             "truth": torch.from_numpy(np.ascontiguousarray(np.moveaxis(truth, -1, 1)))}
+    loss = lit._loss(batch)
+    loss.backward()
+    grads = {k: p.grad.numpy() for k, p in module.named_parameters() if p.grad is not None}
+    return module.state_dict(), float(loss.detach()), grads
+
+
+@pytest.mark.parametrize("model_kw, train_kw, at_centre", [
+    ({"gridsize": 2}, {"mae_weight": 0.3, "realspace_mae_weight": 0.5, "realspace_weight": 2.0},
+     False),
+    ({"gridsize": 2, "probe_big": False},
+     {"mae_weight": 0.3, "realspace_mae_weight": 0.5, "realspace_weight": 2.0}, False),
+    ({"model_type": "supervised"}, {}, True),
+])
+def test_batch_loss_and_gradients_equal_torch(small_scan, model_kw, train_kw, at_centre):
+    """Same objective and gradients as the Lightning module (weights copied from torch)."""
+    from ptycho.backends.tensorflow.model import PtychoPINN, torch_state_dict_mapping
+    from ptycho.backends.tensorflow.training import PINNTrainer
+
+    model_cfg = ModelConfig(N=64, n_filters_scale=1, **model_kw)
+    train_cfg = TrainingConfig(model=model_cfg, **train_kw)
+    probe = physics.normalize_probe(small_scan.probe).astype(np.complex64)
+    scale = physics.intensity_scale(small_scan.mean_photons_per_pattern(), 64)
+    grouped = GroupedData.from_scan(small_scan, model_cfg.gridsize)
+    rows = np.arange(6)
+    x = grouped.X(rows)
+    offsets = grouped.coords(rows, start=True)["relative"]
+    truth = grouped.ground_truth_patches(rows, at_centre=at_centre)
+    state, torch_loss, torch_grads = _batch_loss_and_grads_torch(
+        model_cfg, train_cfg, probe, scale, x, offsets, truth)
+
+    pinn = PtychoPINN(model_cfg, probe, scale)
+    mapping = torch_state_dict_mapping(pinn)
+    for key, (variable, layout) in mapping.items():
+        value = state[key].numpy()
+        variable.assign(np.transpose(value, (2, 3, 1, 0)) if layout == "conv_kernel" else value)
+    trainer = PINNTrainer(pinn, train_cfg, scale)
+    variables = pinn.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = trainer.compute_batch_loss((tf.constant(x), tf.constant(offsets, tf.float32),
+                                           tf.constant(truth)))
+    assert float(loss) == pytest.approx(torch_loss, rel=2e-6)
+    grads = dict(zip([v.path for v in variables], tape.gradient(loss, variables)))
+    for key, expected in torch_grads.items():
+        variable, layout = mapping[key]
+        actual = grads[variable.path].numpy()
+        if layout == "conv_kernel":
+            actual = np.transpose(actual, (3, 2, 0, 1))
+        assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max(), key

@@ -7,6 +7,7 @@ PyTorch or TensorFlow.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from ptycho.errors import BackendUnavailableError
@@ -32,11 +33,9 @@ def load_backend(name: str) -> ModuleType:
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(_MODULES)}")
     for required in _REQUIRED_MODULES[name]:
-        try:
-            importlib.import_module(required)
-        except ImportError as exc:
+        if importlib.util.find_spec(required) is None:
             raise BackendUnavailableError(
-                f"backend '{name}' needs the '{required}' package, which is not installed "
-                f"({exc}); install it with: {_INSTALL_HINTS[name]}"
-            ) from None
+                f"backend '{name}' needs the '{required}' package, which is not installed; "
+                f"install it with: {_INSTALL_HINTS[name]}"
+            )
     return importlib.import_module(_MODULES[name])

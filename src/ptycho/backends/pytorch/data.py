@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ptycho.backends.pytorch.model import offsets_to_torch
 from ptycho.data.grouping import GroupedData
+from ptycho.data.splitting import split_indices
 
 
 class GroupedDataset(Dataset):
@@ -49,14 +50,6 @@ class GroupedDataset(Dataset):
 
 def _identity_collate(batch):
     return batch
-
-
-def split_indices(n_samples: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split into (train, validation) sample indices; validation may be empty."""
-    order = np.random.default_rng(seed).permutation(n_samples)
-    n_val = int(round(n_samples * validation_fraction)) if n_samples > 1 else 0
-    n_val = min(n_val, n_samples - 1)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 class GroupedDataModule(L.LightningDataModule):

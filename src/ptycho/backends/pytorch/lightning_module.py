@@ -80,8 +80,9 @@ class PINNLightning(L.LightningModule):
                  batch_size=batch["x"].shape[0], sync_dist=True)
 
     def on_train_epoch_end(self) -> None:
-        self.log("intensity_scale", self.model.scaler.scale().detach(), sync_dist=True)
-        self.log("learning_rate", self.optimizers().param_groups[0]["lr"], sync_dist=True)
+        # for the CSV/TensorBoard logs; HistoryAndBest reads the values directly
+        self.log("intensity_scale", self.model.scaler.scale().detach())
+        self.log("learning_rate", self.optimizers().param_groups[0]["lr"])
 
     def configure_optimizers(self):
         cfg = self.config

@@ -42,15 +42,19 @@ class PtychoPINN(nn.Module):
                  probe_trainable: bool = False, intensity_scale_trainable: bool = True):
         super().__init__()
         self.config = config
-        self.generator = CnnGenerator(config)
+        # channels-last convolutions take oneDNN's fast path on CPU (about 2x, see benchmarks)
+        self.generator = CnnGenerator(config).to(memory_format=torch.channels_last)
         self.scaler = fm.IntensityScaler(intensity_scale, intensity_scale_trainable)
         self.illumination = fm.ProbeIllumination(probe, probe_trainable, config.probe_mask,
                                                  config.gaussian_smoothing_sigma)
 
     def object_patches(self, x_scaled: torch.Tensor) -> torch.Tensor:
         """Complex generator output (B, C_out, N, N) for network input ``s * X``."""
-        amplitude, phase = self.generator(x_scaled / self.scaler.scale())
-        return torch.polar(amplitude.float(), phase.float())  # physics stays float32 under AMP
+        x = (x_scaled / self.scaler.scale()).contiguous(memory_format=torch.channels_last)
+        amplitude, phase = self.generator(x)
+        amplitude, phase = amplitude.float(), phase.float()  # physics stays float32 under AMP
+        # Not torch.polar: its gradient is wrong for negative amplitudes (swish border branch).
+        return torch.complex(amplitude * torch.cos(phase), amplitude * torch.sin(phase))
 
     def place(self, patches: torch.Tensor, rel_xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(member_patches (B, C, N, N), object_centre (B, 1, N, N))``."""

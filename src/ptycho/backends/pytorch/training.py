@@ -39,6 +39,8 @@ class HistoryAndBest(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PINNLightning) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics["intensity_scale"] = float(pl_module.model.scaler.scale().detach())
+        metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         self.history.setdefault("epoch", []).append(trainer.current_epoch)
         for key in ("train_loss", "val_loss", "intensity_scale", "learning_rate"):
             if key in metrics:

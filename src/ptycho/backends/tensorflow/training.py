@@ -355,7 +355,39 @@ def _warn_unsupported(execution: ExecutionConfig) -> None:
 def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
                 intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
                 output_dir: Path) -> TFTrainedModel:
-    """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model."""
+    """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
+
+    Parameters
+    ----------
+    train : GroupedData
+        Training groups; ``config.validation_fraction`` of them are held out (seeded) when
+        ``validation`` is None.
+    validation : GroupedData or None
+    probe : ndarray, shape (N, N), complex
+        The normalised probe (``physics.normalize_probe``).
+    intensity_scale : float
+        The dataset's s = sqrt(nphotons) / (N/2); also the initial trainable scale.
+    config : TrainingConfig
+    execution : ExecutionConfig
+        ``progress_bar`` (Keras verbose 1 or 0), ``logger`` ('csv' writes
+        ``<output_dir>/logs/metrics.csv``), ``accelerator`` ('cpu' pins the CPU, 'gpu'/'cuda'
+        needs a visible GPU); precision, strategy, devices and workers do not apply here.
+    output_dir : Path
+
+    Returns
+    -------
+    TFTrainedModel
+        With the weights of the best epoch (lowest ``val_loss``, else ``train_loss``) and
+        ``history`` holding ``epoch``, ``train_loss``, ``val_loss`` (with validation),
+        ``intensity_scale``, ``learning_rate`` (per-epoch lists) and ``best_epoch``.
+
+    Raises
+    ------
+    InputError
+        Ground truth needed (supervised, ``realspace_mae_weight > 0``) but missing.
+    FloatingPointError
+        The training loss became NaN or infinite.
+    """
     keras.utils.set_random_seed(config.seed)
     _warn_unsupported(execution)
     model_cfg = config.model
@@ -403,8 +435,21 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
 def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TFTrainedModel:
     """Rebuild the network from ``manifest['model_config']`` and load the ``.weights.h5`` bytes.
 
-    Only arrays are read (no pickle, no Keras deserialisation of code); a payload that does not
-    fit the rebuilt network raises :class:`ptycho.errors.ArchiveError`.
+    Only arrays are read (no pickle, no Keras deserialisation of code).
+
+    Parameters
+    ----------
+    manifest : dict
+        The archive manifest (``model_config`` dict, ``intensity_scale``, ``history``).
+    payload : bytes
+        Contents of the archive member ``model.weights.h5``.
+    probe : ndarray, shape (N, N), complex
+        The archived probe (the weights file holds the trained probe too; it wins).
+
+    Raises
+    ------
+    ArchiveError
+        The payload does not fit the rebuilt network (wrong configuration or damaged file).
     """
     from ptycho.errors import ArchiveError
 

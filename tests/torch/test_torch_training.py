@@ -1,0 +1,51 @@
+"""PyTorch training options: supervised mode, loss terms, history and early stopping."""
+
+import numpy as np
+import pytest
+
+from ptycho import physics
+from ptycho.backends.pytorch import train_model
+from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+from ptycho.data.grouping import GroupedData
+from ptycho.errors import InputError
+
+QUIET = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
+
+
+def _fit(scan, tmp_path, model=None, **kwargs):
+    config = TrainingConfig(model=model or ModelConfig(N=64), batch_size=16, output_dir=tmp_path,
+                            **kwargs)
+    grouped = GroupedData.from_scan(scan, config.model.gridsize, n_groups=config.n_groups)
+    probe = physics.normalize_probe(scan.probe)
+    scale = physics.intensity_scale(scan.mean_photons_per_pattern(), 64)
+    return train_model(grouped, None, probe, scale, config, QUIET, tmp_path)
+
+
+def test_supervised_training_reduces_patch_error(small_scan, tmp_path):
+    model = _fit(small_scan, tmp_path, model=ModelConfig(N=64, model_type="supervised"),
+                 nepochs=3, n_groups=64, learning_rate=2e-3)
+    losses = model.history["train_loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+
+
+def test_supervised_needs_ground_truth(small_scan, tmp_path):
+    scan = small_scan.subset(np.arange(len(small_scan.xcoords)))
+    scan.object_guess = None
+    with pytest.raises(InputError, match="objectGuess"):
+        _fit(scan, tmp_path, model=ModelConfig(N=64, model_type="supervised"), nepochs=1)
+
+
+def test_history_and_optional_loss_terms(small_scan, tmp_path):
+    model = _fit(small_scan, tmp_path, nepochs=2, n_groups=40, mae_weight=0.5,
+                 realspace_mae_weight=0.1, realspace_weight=0.1, validation_fraction=0.2)
+    history = model.history
+    assert history["epoch"] == [0, 1]
+    assert len(history["train_loss"]) == len(history["val_loss"]) == 2
+    assert all(np.isfinite(history["train_loss"]))
+    assert 0 <= history["best_epoch"] <= 1
+
+
+def test_training_is_reproducible_for_a_seed(small_scan, tmp_path):
+    first = _fit(small_scan, tmp_path / "a", nepochs=1, n_groups=32, seed=5)
+    second = _fit(small_scan, tmp_path / "b", nepochs=1, n_groups=32, seed=5)
+    assert first.history["train_loss"] == pytest.approx(second.history["train_loss"], rel=1e-6)
