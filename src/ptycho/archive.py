@@ -24,7 +24,7 @@ import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -240,7 +240,7 @@ def read_archive(path: str | Path) -> ModelArchive:
     return ModelArchive(manifest=manifest, probe=probe, payload=members[payload_name], source=source)
 
 
-def load_trained_model(path: str | Path, backend: Optional[str] = None):
+def load_trained_model(path: str | Path, backend: str | None = None):
     """Load a trained model from an archive with the backend recorded in its manifest.
 
     ``backend``, when given, must match the archive's backend.

@@ -8,8 +8,8 @@ import): ``X`` (b, N, N, C) normalised amplitudes, ``local_offsets`` (b, 1, 2, C
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class PtychoDataContainer:
     global_offsets: np.ndarray
     nn_indices: np.ndarray
     probe: np.ndarray
-    Y: Optional[np.ndarray] = None
+    Y: np.ndarray | None = None
     norm_factor: float = 1.0
 
     @property
@@ -57,7 +57,7 @@ class PtychoDataContainer:
         return self.local_offsets
 
     @property
-    def probeGuess(self) -> np.ndarray:  # noqa: N802 - legacy name
+    def probeGuess(self) -> np.ndarray:
         return self.probe
 
     def __len__(self) -> int:
@@ -74,7 +74,7 @@ def _subset(dset: dict, index: slice) -> dict:
 def split_data(dset: dict, train_frac: float, which: str) -> dict:
     """The first ``train_frac`` of the samples (``which='train'``) or the rest (``'test'``)."""
     count = len(dset["X_full"])
-    cut = int(round(float(train_frac) * count))
+    cut = round(float(train_frac) * count)
     if which == "train":
         return _subset(dset, slice(0, cut))
     if which == "test":
@@ -82,7 +82,7 @@ def split_data(dset: dict, train_frac: float, which: str) -> dict:
     raise InputError("invalid value", "loader.load which", "'train', 'test' or None", repr(which))
 
 
-def load(cb: Callable[[], object], probeGuess, which: Optional[str] = None,
+def load(cb: Callable[[], object], probeGuess, which: str | None = None,
          create_split: bool = True) -> PtychoDataContainer:
     """Build a :class:`PtychoDataContainer` from the grouped dict returned by ``cb()``.
 

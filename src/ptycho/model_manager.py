@@ -10,7 +10,7 @@ with no model argument, and tells its GUI that ``<output_path>/wts.h5.zip`` hold
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from ptycho.errors import PtychoError
 
@@ -28,7 +28,7 @@ def remember(model, training_config, nphotons: float) -> None:
     _state.update(model=model, config=training_config, nphotons=float(nphotons))
 
 
-def last_trained() -> Optional[Any]:
+def last_trained() -> Any | None:
     """The model recorded by :func:`remember`, or None."""
     return _state.get("model")
 

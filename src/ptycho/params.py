@@ -22,7 +22,7 @@ def get(key: str, default: Any = _MISSING) -> Any:
     return default
 
 
-def set(key: str, value: Any) -> None:  # noqa: A001 - legacy public name
+def set(key: str, value: Any) -> None:
     """Set ``cfg[key] = value``."""
     cfg[key] = value
 

@@ -7,8 +7,6 @@ Nothing in the core reads it; models use the probe stored in their archive.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from ptycho import params, physics
@@ -16,7 +14,7 @@ from ptycho import params, physics
 __all__ = ["get_default_probe", "get_probe_guess", "normalize_probe", "set_probe_guess"]
 
 
-def set_probe_guess(X_train=None, probe_guess=None) -> np.ndarray:  # noqa: N803 - legacy names
+def set_probe_guess(X_train=None, probe_guess=None) -> np.ndarray:
     """Record the probe guess in ``params.cfg['probe']`` and return it as (N, N, 1) complex64.
 
     Parameters
@@ -38,12 +36,12 @@ def set_probe_guess(X_train=None, probe_guess=None) -> np.ndarray:  # noqa: N803
     return probe
 
 
-def get_probe_guess() -> Optional[np.ndarray]:
+def get_probe_guess() -> np.ndarray | None:
     """The probe recorded by :func:`set_probe_guess`, (N, N, 1), or None."""
     return params.get("probe", None)
 
 
-def get_default_probe(N: int) -> np.ndarray:  # noqa: N803 - legacy name
+def get_default_probe(N: int) -> np.ndarray:
     """The package's default probe (:func:`ptycho.physics.default_probe`), (N, N) complex64."""
     return physics.default_probe(int(N)).astype(np.complex64)
 

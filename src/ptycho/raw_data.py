@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -49,7 +48,7 @@ log = logging.getLogger(__name__)
 __all__ = ["RawData"]
 
 
-def _probe_mode0(probe_guess, where: str = "probeGuess", notes: Optional[list] = None) -> np.ndarray:
+def _probe_mode0(probe_guess, where: str = "probeGuess", notes: list | None = None) -> np.ndarray:
     """Mode 0 of a ``(N, N)``, ``(N, N, 1)`` or ``(modes, N, N)`` probe as complex64 ``(N, N)``."""
     return _npz._probe(np.asarray(probe_guess), where, notes if notes is not None else [])
 
@@ -70,7 +69,7 @@ class RawData:
 
     def __init__(self, xcoords=None, ycoords=None, xcoords_start=None, ycoords_start=None,
                  diff3d=None, probeGuess=None, scan_index=None, objectGuess=None, Y=None,
-                 norm_Y_I=None, *, scan: Optional[Scan] = None, measurement: str = "auto"):
+                 norm_Y_I=None, *, scan: Scan | None = None, measurement: str = "auto"):
         """Legacy constructor ``RawData(xcoords, ycoords, xcoords_start, ycoords_start, diff3d,
         probeGuess, scan_index, objectGuess=None)``, or ``RawData(scan=Scan(...))``."""
         if scan is None:
@@ -83,13 +82,13 @@ class RawData:
     # -- constructors -------------------------------------------------------------------------
 
     @classmethod
-    def from_scan(cls, scan: Scan) -> "RawData":
+    def from_scan(cls, scan: Scan) -> RawData:
         """Wrap an existing :class:`Scan`."""
         return cls(scan=scan)
 
     @classmethod
     def from_coords_without_pc(cls, xcoords, ycoords, diff3d, probeGuess, scan_index,
-                               objectGuess=None, *, measurement: str = "auto") -> "RawData":
+                               objectGuess=None, *, measurement: str = "auto") -> RawData:
         """Build from arrays (ptychodus inference); nominal positions equal the given ones.
 
         Parameters
@@ -106,7 +105,7 @@ class RawData:
                                               objectGuess, measurement))
 
     @classmethod
-    def from_file(cls, train_data_file_path, measurement: str = "auto") -> "RawData":
+    def from_file(cls, train_data_file_path, measurement: str = "auto") -> RawData:
         """Read a scan NPZ (``ptycho.data.npz.read_scan_npz``; a ptychodus export is counts)."""
         return cls(scan=_npz.read_scan_npz(Path(train_data_file_path), measurement))
 
@@ -145,7 +144,8 @@ class RawData:
         if object_guess is not None:
             object_guess = np.squeeze(np.asarray(object_guess))
             if object_guess.ndim != 2:
-                raise InputError("wrong shape", "RawData objectGuess", "a 2-D complex object (H, W)",
+                raise InputError("wrong shape", "RawData objectGuess",
+                                 "a 2-D complex object (H, W)",
                                  f"shape {object_guess.shape}")
             object_guess = object_guess.astype(np.complex64)
         if scan_index is not None:
@@ -178,7 +178,7 @@ class RawData:
         return self.scan.diffraction
 
     @property
-    def probeGuess(self) -> np.ndarray:  # noqa: N802 - legacy name
+    def probeGuess(self) -> np.ndarray:
         return self.scan.probe
 
     @property
@@ -186,7 +186,7 @@ class RawData:
         return self.scan.scan_index
 
     @property
-    def objectGuess(self) -> Optional[np.ndarray]:  # noqa: N802 - legacy name
+    def objectGuess(self) -> np.ndarray | None:
         return self.scan.object_guess
 
     def __len__(self) -> int:
@@ -198,8 +198,8 @@ class RawData:
 
     # -- grouping -----------------------------------------------------------------------------
 
-    def grouped(self, N: Optional[int] = None, K: int = 4, nsamples: int = 1,
-                gridsize: Optional[int] = None, seed: Optional[int] = None,
+    def grouped(self, N: int | None = None, K: int = 4, nsamples: int = 1,
+                gridsize: int | None = None, seed: int | None = None,
                 sequential_sampling: bool = False) -> GroupedData:
         """The :class:`GroupedData` behind :meth:`generate_grouped_data` (same arguments)."""
         if gridsize is None:
@@ -221,8 +221,8 @@ class RawData:
                                      sequential=bool(sequential_sampling),
                                      enable_oversampling=oversample)
 
-    def generate_grouped_data(self, N, K: int = 4, nsamples: int = 1, gridsize: Optional[int] = None,
-                              seed: Optional[int] = None, sequential_sampling: bool = False,
+    def generate_grouped_data(self, N, K: int = 4, nsamples: int = 1, gridsize: int | None = None,
+                              seed: int | None = None, sequential_sampling: bool = False,
                               dataset_path=None, enable_oversampling: bool = False,
                               neighbor_pool_size=None) -> dict:
         """Group the scan and return the legacy dict (``GroupedData.as_dict()``).

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ptychodus", reason="ptychodus is not installed (pip install 'ptychopinn[ptychodus]')")
+pytest.importorskip("ptychodus",
+                    reason="ptychodus is not installed (pip install 'ptychopinn[ptychodus]')")
 
 UPSTREAM = Path(__file__).parent / "upstream_1_7_0"
 UPSTREAM_FILES = (
@@ -41,7 +42,8 @@ def upstream_run(tmp_path_factory):
     cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
            "-c", str(ini), "--rootdir", str(UPSTREAM), f"--junitxml={junit}",
            *[str(UPSTREAM / name) for name in UPSTREAM_FILES]]
-    proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, check=False, cwd=tmp, env=env, capture_output=True, text=True,
+                          timeout=600)
     cases = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         outcome = "passed"
@@ -139,14 +141,15 @@ def test_building_configs_imports_no_backend():
         "_build_training_config\n"
         "from ptychodus.model.ptychopinn.settings import PtychoPINNModelSettings, "
         "PtychoPINNTrainingSettings\n"
-        "r = SettingsRegistry(); m = PtychoPINNModelSettings(r); t = PtychoPINNTrainingSettings(r)\n"
+        "r = SettingsRegistry()\n"
+        "m, t = PtychoPINNModelSettings(r), PtychoPINNTrainingSettings(r)\n"
         "_build_inference_config(m, 'PINN', 64, is_developer_mode_enabled=False)\n"
         "_build_training_config(m, t, 'PINN')\n"
         "heavy = [n for n in ('torch', 'lightning', 'tensorflow', 'keras') if n in sys.modules]\n"
         "assert 'ptycho.config.config' in sys.modules\n"
         "print('HEAVY', heavy)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "HEAVY []" in proc.stdout, proc.stdout

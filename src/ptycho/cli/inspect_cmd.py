@@ -316,7 +316,7 @@ def _inspect_product(path: Path, args: argparse.Namespace | None = None) -> dict
         "photon_energy_eV": product.photon_energy_eV,
         "detector_object_distance_m": product.detector_object_distance_m,
         "object_amplitude_range": [float(np.abs(obj).min()), float(np.abs(obj).max())],
-        "losses": int(len(product.loss_values)),
+        "losses": len(product.loss_values),
     }
 
 

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import logging
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 COMMANDS = ("simulate", "inspect", "evaluate", "train", "infer")
 
@@ -54,7 +54,7 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ptychopinn`` command; return the exit status."""
     from ptycho.errors import InputError, TrainingInterrupted
 
@@ -79,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+    except Exception as exc:
         if args.debug:
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",

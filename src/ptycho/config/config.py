@@ -15,7 +15,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal
 
 from ptycho.errors import InputError
 
@@ -85,22 +85,22 @@ class TrainingConfig:
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    train_data_file: Optional[Path] = None
-    test_data_file: Optional[Path] = None
+    train_data_file: Path | None = None
+    test_data_file: Path | None = None
     batch_size: int = 16
     nepochs: int = 50
     mae_weight: float = 0.0
     nll_weight: float = 1.0
     realspace_mae_weight: float = 0.0
     realspace_weight: float = 0.0
-    nphotons: Optional[float] = None
-    n_groups: Optional[int] = None
-    n_images: Optional[int] = None
-    n_subsample: Optional[int] = None
-    subsample_seed: Optional[int] = None
+    nphotons: float | None = None
+    n_groups: int | None = None
+    n_images: int | None = None
+    n_subsample: int | None = None
+    subsample_seed: int | None = None
     neighbor_count: int = 4
     enable_oversampling: bool = False
-    neighbor_pool_size: Optional[int] = None
+    neighbor_pool_size: int | None = None
     sequential_sampling: bool = False
     positions_provided: bool = True
     probe_trainable: bool = False
@@ -132,13 +132,13 @@ class InferenceConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     model_path: Path = Path()
     test_data_file: Path = Path()
-    n_groups: Optional[int] = None
-    n_images: Optional[int] = None
-    n_subsample: Optional[int] = None
-    subsample_seed: Optional[int] = None
+    n_groups: int | None = None
+    n_images: int | None = None
+    n_subsample: int | None = None
+    subsample_seed: int | None = None
     neighbor_count: int = 4
     enable_oversampling: bool = False
-    neighbor_pool_size: Optional[int] = None
+    neighbor_pool_size: int | None = None
     debug: bool = False
     measurement: str = "auto"
     output_dir: Path = Path("inference_outputs")
@@ -180,7 +180,7 @@ class ExecutionConfig:
     """
 
     accelerator: str = "auto"
-    devices: Union[int, str] = 1
+    devices: int | str = 1
     strategy: str = "auto"
     num_nodes: int = 1
     precision: str = "32-true"

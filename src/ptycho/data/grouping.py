@@ -8,7 +8,6 @@ every position, so every position is reconstructed at least once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -19,7 +18,7 @@ from ptycho.errors import InputError
 
 
 def group_positions(xcoords: np.ndarray, ycoords: np.ndarray, gridsize: int, *,
-                    neighbor_count: int = 4, n_groups: Optional[int] = None, seed: int = 0,
+                    neighbor_count: int = 4, n_groups: int | None = None, seed: int = 0,
                     sequential: bool = False, enable_oversampling: bool = False) -> np.ndarray:
     """Choose anchors and group members.
 
@@ -99,8 +98,8 @@ class GroupedData:
 
     @classmethod
     def from_scan(cls, scan: Scan, gridsize: int, *, neighbor_count: int = 4,
-                  n_groups: Optional[int] = None, seed: int = 0, sequential: bool = False,
-                  enable_oversampling: bool = False) -> "GroupedData":
+                  n_groups: int | None = None, seed: int = 0, sequential: bool = False,
+                  enable_oversampling: bool = False) -> GroupedData:
         """Group ``scan`` (see :func:`group_positions`) and fix the dataset normalisation."""
         nn = group_positions(scan.xcoords, scan.ycoords, gridsize, neighbor_count=neighbor_count,
                              n_groups=n_groups, seed=seed, sequential=sequential,
@@ -146,7 +145,7 @@ class GroupedData:
         return {"nn": nn, "offsets": offsets, "relative": -(nn - offsets)}
 
     def ground_truth_patches(self, index=slice(None), *, at_centre: bool = False
-                             ) -> Optional[np.ndarray]:
+                             ) -> np.ndarray | None:
         """True-geometry object patches from ``objectGuess``, or None without it.
 
         Returns (b, N, N, C) complex64 patches at each member's own position, or with

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import zipfile
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -52,7 +51,7 @@ class _NpzReader:
                              type(exc).__name__ + ": " + str(exc).splitlines()[0]) from None
         self.keys = set(self._npz.files)
 
-    def get(self, key: str) -> Optional[np.ndarray]:
+    def get(self, key: str) -> np.ndarray | None:
         if key not in self.keys:
             return None
         try:
@@ -91,7 +90,7 @@ def _check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = F
         raise InputError("non-finite values", where, "finite numbers", f"{bad} NaN/Inf values")
 
 
-def _coords(reader: _NpzReader, key: str, required: bool) -> Optional[np.ndarray]:
+def _coords(reader: _NpzReader, key: str, required: bool) -> np.ndarray | None:
     array = reader.require(key) if required else reader.get(key)
     if array is None:
         return None
@@ -139,7 +138,7 @@ def _probe(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
     return array.astype(np.complex64)
 
 
-def resolve_measurement(reader_keys: set[str], file_value: Optional[str], dtype: np.dtype,
+def resolve_measurement(reader_keys: set[str], file_value: str | None, dtype: np.dtype,
                         requested: str) -> tuple[str, str]:
     """Decide whether ``diff3d`` holds amplitudes or intensities; return ``(domain, reason)``."""
     if requested in ("amplitude", "intensity"):
@@ -271,7 +270,7 @@ def _read(reader: _NpzReader, measurement: str) -> Scan:
                 source=str(reader.path), notes=notes)
 
 
-def write_scan_npz(path: str | Path, scan: Scan, *, extra: Optional[dict] = None) -> None:
+def write_scan_npz(path: str | Path, scan: Scan, *, extra: dict | None = None) -> None:
     """Write ``scan`` as a PtychoPINN NPZ (amplitudes in ``diff3d``), atomically.
 
     ``extra`` adds plain arrays (e.g. simulation metadata); nothing is pickled.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -36,11 +35,11 @@ class Scan:
     xcoords: np.ndarray
     ycoords: np.ndarray
     probe: np.ndarray
-    xcoords_start: Optional[np.ndarray] = None
-    ycoords_start: Optional[np.ndarray] = None
-    scan_index: Optional[np.ndarray] = None
-    object_guess: Optional[np.ndarray] = None
-    bad_pixels: Optional[np.ndarray] = None
+    xcoords_start: np.ndarray | None = None
+    ycoords_start: np.ndarray | None = None
+    scan_index: np.ndarray | None = None
+    object_guess: np.ndarray | None = None
+    bad_pixels: np.ndarray | None = None
     measured_domain: str = "amplitude"
     source: str = "<memory>"
     notes: list[str] = field(default_factory=list)
@@ -72,7 +71,7 @@ class Scan:
         power = np.square(self.diffraction, dtype=np.float64).sum(axis=(-2, -1))
         return float(power.mean())
 
-    def subset(self, indices: np.ndarray) -> "Scan":
+    def subset(self, indices: np.ndarray) -> Scan:
         """A new scan with only the positions ``indices`` (shares the probe and object)."""
         indices = np.asarray(indices)
         return Scan(

@@ -17,12 +17,13 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
-import ptycho.probe  # noqa: F401 - older ptychodus uses ptycho.probe without importing it
-import ptycho.tf_helper  # noqa: F401 - likewise ptycho.tf_helper
+# Older ptychodus uses ptycho.probe and ptycho.tf_helper without importing them.
+import ptycho.probe
+import ptycho.tf_helper  # noqa: F401
 from ptycho import model_manager, params
 from ptycho.config.config import (
     ExecutionConfig,
@@ -60,7 +61,7 @@ def _quiet_execution() -> ExecutionConfig:
 
 def run_cdi_example(train_data, test_data, config: TrainingConfig, flip_x: bool = False,
                     flip_y: bool = False, transpose: bool = False, M: int = DEFAULT_CROP_PX,
-                    do_stitching: bool = True, execution: Optional[ExecutionConfig] = None):
+                    do_stitching: bool = True, execution: ExecutionConfig | None = None):
     """Train on ``train_data`` and reconstruct ``test_data``, writing no files.
 
     Parameters
@@ -122,7 +123,7 @@ def _is_unset_output(output_prefix) -> bool:
     return output_prefix is None or Path(str(output_prefix)) == Path(".")
 
 
-def save_outputs(amplitude, phase, results: Optional[dict], output_prefix) -> list[Path]:
+def save_outputs(amplitude, phase, results: dict | None, output_prefix) -> list[Path]:
     """Write what :func:`run_cdi_example` produced into the folder ``output_prefix``.
 
     Files: ``history.csv`` and ``loss_curve.png`` (with a history), ``reconstruction.npz``
@@ -173,7 +174,10 @@ class BundleModel:
         self._source = source
 
     def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
-        """``[X * intensity_scale (b, N, N, C), local_offsets (b, 1, 2, C)]`` -> complex (b, N, N, 1)."""
+        """``[X * intensity_scale (b, N, N, C), local_offsets (b, 1, 2, C)]``.
+
+        Returns complex (b, N, N, 1).
+        """
         gridsize = int(self._model.model_config.gridsize)
         shape = tuple(np.shape(inputs[0]))
         if len(shape) == 4 and shape[-1] != gridsize ** 2:
@@ -188,10 +192,28 @@ class BundleModel:
         return self._model.predict(inputs, batch_size=batch_size)
 
     def __getattr__(self, name: str):
+        if name.startswith("__") or name in ("_model", "_source"):
+            raise AttributeError(name)
         return getattr(self._model, name)
 
     def __repr__(self) -> str:
         return f"BundleModel({self._model!r}, source={self._source!r})"
+
+
+def _locate_bundle(model_dir) -> Path:
+    """``model_dir``, or its only subfolder holding the model when ``model_dir`` itself does not.
+
+    A user's zip of a whole training output folder extracts (ptychodus "Open Model") to a
+    folder whose single subfolder holds ``wts.h5.zip``.
+    """
+    from ptycho.archive import ARCHIVE_NAME, MANIFEST_NAME
+
+    path = Path(model_dir)
+    if not path.is_dir() or (path / ARCHIVE_NAME).is_file() or (path / MANIFEST_NAME).is_file():
+        return path
+    candidates = [child for child in path.iterdir() if child.is_dir() and not child.is_symlink()
+                  and ((child / ARCHIVE_NAME).is_file() or (child / MANIFEST_NAME).is_file())]
+    return candidates[0] if len(candidates) == 1 else path
 
 
 def load_inference_bundle(model_dir) -> tuple[BundleModel, dict]:
@@ -201,7 +223,8 @@ def load_inference_bundle(model_dir) -> tuple[BundleModel, dict]:
     ----------
     model_dir : path
         A folder holding ``wts.h5.zip``, a folder that *is* an extracted archive (what
-        ptychodus makes of an opened ``model.zip``), or the archive file itself.
+        ptychodus makes of an opened ``model.zip``), a folder whose only subfolder is one of
+        these, or the archive file itself.
 
     Returns
     -------
@@ -213,7 +236,7 @@ def load_inference_bundle(model_dir) -> tuple[BundleModel, dict]:
     """
     from ptycho.archive import load_trained_model
 
-    model, archive = load_trained_model(model_dir)
+    model, archive = load_trained_model(_locate_bundle(model_dir))
     cfg_dict = dataclass_to_legacy_dict(model.model_config)
     cfg_dict.update(intensity_scale=float(model.intensity_scale), backend=model.backend,
                     archive=archive.source)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -50,7 +49,7 @@ def reconstruct(model, scan: Scan, *, batch_size: int = 256, neighbor_count: int
     return InferenceResult(stitched=stitched, patches=patches, positions_xy=positions)
 
 
-def write_outputs(result: InferenceResult, output_dir: Path, scan: Optional[Scan] = None) -> dict:
+def write_outputs(result: InferenceResult, output_dir: Path, scan: Scan | None = None) -> dict:
     """Write images, ``reconstruction.npz`` and, with ground truth, metrics and a comparison.
 
     Returns the metrics dict (empty without ``objectGuess``).

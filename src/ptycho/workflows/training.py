@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from ptycho import physics
 from ptycho.archive import write_archive
@@ -30,7 +29,7 @@ class TrainingResult:
     """What a training run produced."""
 
     model: object
-    archive_path: Optional[Path]
+    archive_path: Path | None
     history: dict
     nphotons: float
     initial_intensity_scale: float
@@ -47,8 +46,8 @@ def fix_patch_size(config: TrainingConfig, scan: Scan) -> None:
                          f"{scan.N}x{scan.N}")
 
 
-def train(config: TrainingConfig, execution: Optional[ExecutionConfig] = None, *,
-          train_scan: Optional[Scan] = None, write_outputs: bool = True) -> TrainingResult:
+def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
+          train_scan: Scan | None = None, write_outputs: bool = True) -> TrainingResult:
     """Train a model as configured and (by default) write the archive and history files.
 
     Parameters

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields, replace
 from pathlib import Path
-import logging
 from typing import Any, Final
 
 import h5py
 import numpy
 import numpy.testing
 import pytest
-
+from ptychodus.api.assemble import AssembledDiffractionData
 from ptychodus.api.diffraction import Polarization
 from ptychodus.api.geometry import PixelGeometry
 from ptychodus.api.io import (
@@ -27,14 +27,12 @@ from ptychodus.api.io import (
     save_ptychopinn_training_data,
     save_training_data,
 )
-from ptychodus.api.preprocess.diffraction import zero_bad_pixels
-from ptychodus.api.reconstruct import ReconstructInput
 from ptychodus.api.object import Object, ObjectCenter
+from ptychodus.api.preprocess.diffraction import zero_bad_pixels
 from ptychodus.api.probe import ProbeSequence
 from ptychodus.api.probe_positions import ProbePosition, ProbePositionSequence
 from ptychodus.api.product import LossValue, Product, ProductMetadata
-from ptychodus.api.assemble import AssembledDiffractionData
-
+from ptychodus.api.reconstruct import ReconstructInput
 
 # ---------------------------------------------------------------------------
 # Helpers

@@ -30,10 +30,10 @@ plugin).
 
 from __future__ import annotations
 
-from typing import Any
 import multiprocessing
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
@@ -112,7 +112,7 @@ def _gpu_context_offenders() -> tuple[list[str], list[str]]:
             try:
                 if is_initialized():
                     offenders.append(f'torch.{backend_name} context is initialized')
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 notes.append(f'could not probe torch.{backend_name}: {type(exc).__name__}: {exc}')
 
     if 'tensorflow' in sys.modules:
@@ -123,7 +123,7 @@ def _gpu_context_offenders() -> tuple[list[str], list[str]]:
             # been created -- unlike context(), it does not create one.
             if tf_context.context_safe() is not None:
                 offenders.append('tensorflow eager context is initialized')
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             notes.append(f'could not probe tensorflow eager context: {type(exc).__name__}: {exc}')
 
     return offenders, notes
@@ -132,10 +132,11 @@ def _gpu_context_offenders() -> tuple[list[str], list[str]]:
 def _check_in_subprocess(result_queue: multiprocessing.Queue[dict[str, list[str]] | str]) -> None:
     try:
         # Import the top-level package plus the main composition roots.
+        import ptychodus.model.core
+        import ptychodus.model.processing._subprocess_protocol
+        import ptychodus.model.processing.subprocess_reconstructor
+
         import ptychodus  # noqa: F401
-        import ptychodus.model.core  # noqa: F401
-        import ptychodus.model.processing.subprocess_reconstructor  # noqa: F401
-        import ptychodus.model.processing._subprocess_protocol  # noqa: F401
 
         context_offenders, notes = _gpu_context_offenders()
         result_queue.put(
@@ -145,7 +146,7 @@ def _check_in_subprocess(result_queue: multiprocessing.Queue[dict[str, list[str]
                 'notes': notes,
             }
         )
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         result_queue.put(f'{type(exc).__name__}: {exc}')
 
 

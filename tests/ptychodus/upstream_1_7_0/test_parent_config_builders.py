@@ -20,11 +20,11 @@ test cannot mask a failure here.
 
 from __future__ import annotations
 
-from importlib.util import find_spec
-from typing import Any
 import multiprocessing
 import sys
 import textwrap
+from importlib.util import find_spec
+from typing import Any
 
 import pytest
 
@@ -43,7 +43,7 @@ def _gpu_context_offenders() -> list[str]:
             try:
                 if is_initialized():
                     offenders.append(f'torch.{backend_name} context is initialized')
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 offenders.append(f'could not probe torch.{backend_name}: {type(exc).__name__}')
 
     if 'tensorflow' in sys.modules:
@@ -52,7 +52,7 @@ def _gpu_context_offenders() -> list[str]:
 
             if tf_context.context_safe() is not None:
                 offenders.append('tensorflow eager context is initialized')
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             offenders.append(f'could not probe tensorflow: {type(exc).__name__}')
 
     return offenders
@@ -158,12 +158,12 @@ def _probe(backend: str, result_queue: multiprocessing.Queue[dict[str, Any] | st
         round_tripped = [pickle.loads(pickle.dumps(config)) for config in configs]
         result['count'] = len(configs)
         result['types'] = [type(config).__name__ for config in round_tripped]
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         result['build_error'] = f'{type(exc).__name__}: {exc}'
 
     try:
         result['context'] = _gpu_context_offenders()
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:
         result_queue.put(f'context probe failed: {type(exc).__name__}: {exc}')
         return
 

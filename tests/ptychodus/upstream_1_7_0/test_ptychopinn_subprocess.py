@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy
 import pytest
-
 from ptychodus.api.geometry import PixelGeometry
 from ptychodus.api.object import Object, ObjectCenter
 from ptychodus.api.preprocess.diffraction import inpaint_bad_pixels
@@ -18,7 +17,6 @@ from ptychodus.api.reconstruct import ReconstructInput
 from ptychodus.model.processing._subprocess_protocol import ChildError
 from ptychodus.model.processing.subprocess_reconstructor import SubprocessReconstructor
 from ptychodus.model.ptychopinn._subprocess import _create_raw_data
-
 
 _TESTS_DIR = str(Path(__file__).parent)
 if _TESTS_DIR not in sys.path:

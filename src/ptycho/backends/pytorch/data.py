@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import lightning as L
 import numpy as np
 import torch
@@ -56,7 +54,7 @@ class GroupedDataModule(L.LightningDataModule):
     """Train/validation loaders over one GroupedData (or a separate validation set)."""
 
     def __init__(self, train: GroupedData, batch_size: int, validation_fraction: float, seed: int,
-                 validation: Optional[GroupedData] = None, with_truth: bool = False,
+                 validation: GroupedData | None = None, with_truth: bool = False,
                  truth_at_centre: bool = False, num_workers: int = 0):
         super().__init__()
         self.batch_size = batch_size

@@ -35,7 +35,7 @@ def translate(images: torch.Tensor, shifts_xy: torch.Tensor) -> torch.Tensor:
 
 def _translate_real(images: torch.Tensor, shifts_xy: torch.Tensor) -> torch.Tensor:
     """Bilinear translation of real ``(B, K, H, W)`` images by ``(B, 2)`` shifts."""
-    batch, _, height, width = images.shape
+    _, _, height, width = images.shape
     dtype = images.dtype
     rows = torch.arange(height, dtype=dtype, device=images.device)
     cols = torch.arange(width, dtype=dtype, device=images.device)

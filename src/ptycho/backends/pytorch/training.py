@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import copy
-import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import lightning as L
 import numpy as np
-import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from ptycho.backends.pytorch.data import GroupedDataModule
 from ptycho.backends.pytorch.lightning_module import PINNLightning
-from ptycho.backends.pytorch.model import PtychoPINN, offsets_to_torch
-from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+from ptycho.backends.pytorch.model import PtychoPINN
+from ptycho.backends.pytorch.trained_model import TorchTrainedModel
+from ptycho.config.config import ExecutionConfig, TrainingConfig
 from ptycho.data.grouping import GroupedData
 from ptycho.errors import InputError
 
 log = logging.getLogger(__name__)
-
-PAYLOAD_NAME = "weights.pt"
-BACKEND = "pytorch"
 
 
 class HistoryAndBest(Callback):
@@ -35,7 +30,7 @@ class HistoryAndBest(Callback):
         self.history: dict[str, list[float]] = {}
         self.best_score = float("inf")
         self.best_epoch = -1
-        self.best_state: Optional[dict] = None
+        self.best_state: dict | None = None
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PINNLightning) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -69,58 +64,7 @@ def _logger(execution: ExecutionConfig, output_dir: Path):
     return MLFlowLogger(experiment_name="ptychopinn", save_dir=str(output_dir / "mlruns"))
 
 
-class TorchTrainedModel:
-    """A trained (or loaded) PyTorch model behind the backend-neutral API."""
-
-    backend = BACKEND
-    payload_name = PAYLOAD_NAME
-
-    def __init__(self, module: PtychoPINN, history: Optional[dict] = None):
-        self.module = module.eval()
-        self.model_config: ModelConfig = module.config
-        self.history = history or {}
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.module.to(self.device)
-
-    @property
-    def intensity_scale(self) -> float:
-        return float(self.module.scaler.scale().detach().cpu())
-
-    @property
-    def probe(self) -> np.ndarray:
-        return self.module.illumination.probe().detach().cpu().numpy().astype(np.complex64)
-
-    def payload_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
-        torch.save(state, buffer)
-        return buffer.getvalue()
-
-    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
-        """``inputs = [X_scaled (B, N, N, C), offsets (B, 1, 2, C)]`` -> complex64 (B, N, N, 1)."""
-        x_all, offsets_all = inputs
-        x_all = np.asarray(x_all, np.float32)
-        channels = self.model_config.gridsize ** 2
-        if x_all.ndim != 4 or x_all.shape[-1] != channels or x_all.shape[1] != self.model_config.N:
-            raise InputError(
-                "input does not match the model", "predict inputs",
-                f"(B, {self.model_config.N}, {self.model_config.N}, {channels}) for this "
-                f"gridsize-{self.model_config.gridsize} model (regroup the data with "
-                f"gridsize={self.model_config.gridsize})", f"shape {tuple(x_all.shape)}")
-        rel_all = offsets_to_torch(offsets_all)
-        outputs = []
-        with torch.inference_mode():
-            for lo in range(0, len(x_all), batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(
-                    np.moveaxis(x_all[lo:lo + batch_size], -1, 1))).to(self.device)
-                rel = torch.from_numpy(rel_all[lo:lo + batch_size]).to(self.device)
-                obj = self.module.predict_object(x, rel)
-                outputs.append(obj[:, 0].cpu().numpy())
-        result = np.concatenate(outputs) if outputs else np.zeros((0, x_all.shape[1], x_all.shape[2]))
-        return result[..., None].astype(np.complex64)
-
-
-def train_model(train: GroupedData, validation: Optional[GroupedData], probe: np.ndarray,
+def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
                 intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
                 output_dir: Path) -> TorchTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model."""
@@ -165,12 +109,3 @@ def train_model(train: GroupedData, validation: Optional[GroupedData], probe: np
     history = dict(tracker.history)
     history["best_epoch"] = tracker.best_epoch
     return TorchTrainedModel(module.cpu(), history)
-
-
-def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TorchTrainedModel:
-    """Rebuild the network from the manifest and load the state dict (``weights_only=True``)."""
-    model_cfg = ModelConfig(**manifest["model_config"])
-    module = PtychoPINN(model_cfg, probe, float(manifest["intensity_scale"]))
-    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    module.load_state_dict(state)
-    return TorchTrainedModel(module, manifest.get("history", {}))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import tensorflow as tf
+
 from ptycho.data.grouping import GroupedData
 from ptycho.data.splitting import split_indices
 

@@ -15,8 +15,8 @@ import math
 
 import keras
 import numpy as np
-
 import tensorflow as tf
+
 from ptycho import physics
 
 # ---------------------------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-
 import tensorflow as tf
+
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.network import CnnGenerator
 from ptycho.config.config import ModelConfig

@@ -33,8 +33,8 @@ import math
 
 import keras
 import numpy as np
-
 import tensorflow as tf
+
 from ptycho.config.config import ModelConfig
 
 BORDER_CHANNELS = 4

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import keras
 import numpy as np
-
 import tensorflow as tf
+
 from ptycho import physics
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.data import make_datasets
