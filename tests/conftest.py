@@ -53,3 +53,29 @@ def make_test_scan(n_side: int = 10, step_px: float = 6.0, N: int = 64, nphotons
 def small_scan():
     """100-position N=64 simulated scan (session-scoped; do not mutate)."""
     return make_test_scan()
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run ``ptychopinn ARGS`` in a fresh interpreter; assert success and return the result."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ptycho.cli.main", *map(str, args)],
+                            capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture
+def cli():
+    """The :func:`run_cli` helper as a fixture."""
+    return run_cli
+
+
+@pytest.fixture(scope="module")
+def simulated_scan_file(tmp_path_factory):
+    """A small simulated scan written by ``ptychopinn simulate`` (module-scoped)."""
+    path = tmp_path_factory.mktemp("scan") / "scan.npz"
+    run_cli("simulate", "--object", "grf", "--scan", "raster", "--step", "6", "--N", "64",
+            "--object-size", "124", "--nphotons", "1e5", "--seed", "3", "--out", path)
+    return path

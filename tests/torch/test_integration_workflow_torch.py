@@ -3,37 +3,24 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 
-def _cli(*args, cwd=None):
-    result = subprocess.run([sys.executable, "-m", "ptycho.cli.main", *map(str, args)],
-                            capture_output=True, text=True, cwd=cwd, timeout=600)
-    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-@pytest.fixture(scope="module")
-def scan_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("scan") / "scan.npz"
-    _cli("simulate", "--object", "grf", "--scan", "raster", "--step", "6", "--N", "64",
-         "--object-size", "124", "--nphotons", "1e5", "--seed", "3", "--out", path)
-    return path
-
-
 @pytest.mark.parametrize("gridsize, batch_size", [(1, 16), (2, 16), (2, 32)])
-def test_full_cycle_cli(scan_file, tmp_path, gridsize, batch_size):
+def test_full_cycle_cli(simulated_scan_file, cli, tmp_path, gridsize, batch_size):
+    scan_file = simulated_scan_file
     model_dir = tmp_path / "model"
-    _cli("train", "--train_data_file", scan_file, "--output_dir", model_dir, "--nepochs", "1",
+    cli("train", "--train_data_file", scan_file, "--output_dir", model_dir, "--nepochs", "1",
          "--gridsize", gridsize, "--batch_size", batch_size, "--backend", "pytorch",
          "--n_groups", "48", "--quiet", "--logger", "none")
     for name in ("wts.h5.zip", "history.csv", "loss_curve.png"):
         assert (model_dir / name).is_file(), name
 
     out_dir = tmp_path / "recon"
-    result = _cli("infer", "--model_path", model_dir, "--test_data", scan_file,
+    result = cli("infer", "--model_path", model_dir, "--test_data", scan_file,
                   "--output_dir", out_dir, "--batch-size", "32")
     assert "reconstructed" in result.stdout
     for name in ("reconstruction.npz", "reconstructed_amplitude.png", "reconstructed_phase.png",
@@ -52,12 +39,14 @@ def test_full_cycle_cli(scan_file, tmp_path, gridsize, batch_size):
     assert set(metrics["phase"]) >= {"psnr_db", "ssim", "mae", "frc50_px", "frc_half_bit_px"}
 
 
-def test_upstream_spellings_work(scan_file, tmp_path):
+def test_upstream_spellings_work(simulated_scan_file, tmp_path):
+    scan_file = simulated_scan_file
     """ptycho_train / ptycho_inference entry points and --n_images (deprecated alias)."""
     from shutil import which
 
-    train = which("ptycho_train", path=str(__import__("pathlib").Path(sys.executable).parent))
-    infer = which("ptycho_inference", path=str(__import__("pathlib").Path(sys.executable).parent))
+    bin_dir = str(Path(sys.executable).parent)
+    train = which("ptycho_train", path=bin_dir)
+    infer = which("ptycho_inference", path=bin_dir)
     assert train and infer
     model_dir = tmp_path / "m"
     result = subprocess.run([train, "--train_data_file", str(scan_file), "--output_dir",

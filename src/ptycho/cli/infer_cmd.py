@@ -30,6 +30,18 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="expected backend of the archive (default: the archive's own)")
     add_option(parser, "n_groups", "--n_images", "--n-images", type=int,
                help="ignored: inference always covers every scan position")
+    product = parser.add_argument_group("ptychodus product output")
+    add_option(product, "product_out", type=str, metavar="FILE",
+               help="also write the reconstruction as a ptychodus product (.h5, .hdf5 or .npz)")
+    add_option(product, "product_in", type=str, metavar="FILE",
+               help="the scan's ptychodus product: metadata, positions, probe and pixel geometry "
+                    "are taken from it")
+    add_option(product, "pixel_size_m", type=float, help="object pixel size in metres "
+               "(without --product-in)")
+    add_option(product, "photon_energy_ev", type=float, help="photon energy in eV "
+               "(without --product-in)")
+    add_option(product, "detector_distance_m", type=float, help="object-detector distance in "
+               "metres (without --product-in)")
     return parser
 
 
@@ -49,6 +61,15 @@ def run(args: argparse.Namespace) -> int:
                          str(output_dir))
     if args.batch_size < 1:
         raise InputError("invalid value", "--batch_size", "an integer >= 1", str(args.batch_size))
+    reference = None
+    if args.product_out:
+        from ptycho.data.products import read_product
+        from ptycho.workflows.product_export import require_geometry
+
+        if args.product_in:
+            reference = read_product(args.product_in)
+        else:
+            require_geometry(args.pixel_size_m, args.photon_energy_ev, args.detector_distance_m)
     if args.n_groups is not None:
         log.warning("--n_groups/--n_images is ignored: inference covers every scan position")
     scan = read_scan_npz(args.test_data, args.measurement)
@@ -56,6 +77,16 @@ def run(args: argparse.Namespace) -> int:
     result = inference.reconstruct(model, scan, batch_size=args.batch_size,
                                    neighbor_count=args.neighbor_count, crop_px=args.crop_px)
     metrics = inference.write_outputs(result, output_dir, scan)
+    if args.product_out:
+        from ptycho.data.products import write_product
+        from ptycho.workflows.product_export import reconstruction_product
+
+        product = reconstruction_product(result.stitched, scan, reference=reference,
+                                         pixel_size_m=args.pixel_size_m,
+                                         photon_energy_eV=args.photon_energy_ev,
+                                         detector_distance_m=args.detector_distance_m)
+        write_product(args.product_out, product)
+        print(f"ptychodus product written to {args.product_out}")
     print(f"reconstructed {scan.n_positions} positions with the {archive.manifest['backend']} model "
           f"from {archive.source}; outputs in {output_dir}")
     if metrics:
