@@ -11,6 +11,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def smooth_object(rng: np.random.Generator, size: int = 96, sigma: float = 2.5,
+                  phase_span: float = 1.0) -> np.ndarray:
+    """Smooth random complex object (size, size): amplitude 0.3..0.9, phase of std ``phase_span``."""
+    from scipy import ndimage
+
+    amplitude = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+    amplitude = 0.6 + 0.15 * amplitude / amplitude.std()
+    phase = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+    phase = phase_span * phase / phase.std()
+    return np.clip(amplitude, 0.3, 0.9) * np.exp(1j * phase)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

@@ -55,4 +55,15 @@ class BackendUnavailableError(PtychoError):
 
 
 class TrainingInterrupted(PtychoError):
-    """Training stopped early by a signal; a resumable checkpoint was written."""
+    """Training stopped early by a signal; a resumable checkpoint was written.
+
+    ``exit_code`` is the CLI's exit status: 128 + the signal number (130 SIGINT, 143 SIGTERM).
+    """
+
+    exit_code = 130
+
+
+class TrainingDiverged(PtychoError):
+    """The training loss became NaN or infinite; the best weights so far were kept (exit 3)."""
+
+    exit_code = 3

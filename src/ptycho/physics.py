@@ -313,11 +313,15 @@ def diffraction_norm_factor(diffraction: np.ndarray) -> float:
     Parameters
     ----------
     diffraction : ndarray, shape (..., N, N), amplitudes (any real dtype; uint16 does not wrap)
+        or a lazy (M, N, N) stack (:class:`ptycho.data.lazy.LazyPatterns`): read in chunks.
     """
-    diffraction = np.asarray(diffraction)
+    from ptycho.data.lazy import pattern_power
+
+    if not hasattr(diffraction, "shape"):
+        diffraction = np.asarray(diffraction)
     n = diffraction.shape[-1]
-    power = np.square(diffraction, dtype=np.float64).sum(axis=(-2, -1))
-    mean_power = float(np.mean(power))
+    power = pattern_power(diffraction)
+    mean_power = float(np.mean(power)) if power.size else float("nan")
     if not mean_power > 0:
         raise ValueError("diffraction data are all zero; cannot normalise them")
     return math.sqrt((n / 2) ** 2 / mean_power)

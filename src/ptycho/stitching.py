@@ -3,7 +3,7 @@
 Canvas geometry
 ---------------
 The central M x M crop of each N x N patch is placed at its scan position relative to the
-centre of mass (COM) of all positions, rounded to whole pixels,, on a square canvas of side ``S = M + 2 * pad`` with
+centre of mass (COM) of all positions, rounded to whole pixels, on a square canvas of side ``S = M + 2 * pad`` with
 ``pad = ceil(max |offset - COM|)`` rounded up to an even number. Canvas pixel ``(R, C)`` is
 object pixel ``(y0_px + R, x0_px + C)`` with ``x0_px = round(COM_x) - M//2 - pad`` (likewise
 y): canvas pixels coincide with object pixels, so the result overlays ``objectGuess``. Sub-pixel positions are splatted bilinearly; the sum is
@@ -53,6 +53,88 @@ def canvas_geometry(offsets_xy: np.ndarray, M: int) -> tuple[np.ndarray, int]:
     return centre, pad
 
 
+class Stitcher:
+    """Shift-and-sum accumulator: stitch patches chunk by chunk onto a fixed canvas.
+
+    The canvas geometry is fixed from *all* positions first, then chunks of patches are added
+    in any number of calls, so a scan of any length is stitched without holding all patches::
+
+        stitcher = Stitcher(all_offsets_xy, M=20)
+        for patches, offsets in chunks:          # in scan order
+            stitcher.add(patches, offsets)
+        stitched = stitcher.result()
+
+    Every contribution is added to the canvas one at a time in patch order (``np.add.at``), so
+    the result is bit-identical to :func:`stitch_patches` on all patches whatever the chunking.
+
+    Parameters
+    ----------
+    offsets_xy : ndarray, shape (n, 2), float
+        ``[x, y]`` of every patch centre that will be added (fixes the canvas).
+    M : int
+        Side of the central crop used from each patch.
+    chunk_size : int
+        Patches processed per vectorised step inside :meth:`add` (bounds temporary memory).
+    """
+
+    def __init__(self, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX, *, chunk_size: int = 8192):
+        offsets_xy = np.asarray(offsets_xy, np.float64).reshape(-1, 2)
+        if M < 1:
+            raise ValueError(f"crop size M={M} must be >= 1")
+        self.M = int(M)
+        self.chunk_size = max(1, int(chunk_size))
+        self.centre, self.pad = canvas_geometry(offsets_xy, self.M)
+        self.side = self.M + 2 * self.pad
+        self._alloc = self.side + 1  # room for the zero-weight far corner of a tile at the maximum spread
+        self._numerator_re = np.zeros(self._alloc * self._alloc)
+        self._numerator_im = np.zeros(self._alloc * self._alloc)
+        self._weight = np.zeros(self._alloc * self._alloc)
+        self.count = 0
+
+    def add(self, patches: np.ndarray, offsets_xy: np.ndarray) -> None:
+        """Add ``patches`` (n, N, N) complex centred at ``offsets_xy`` (n, 2) ``[x, y]``."""
+        patches = np.asarray(patches)
+        offsets_xy = np.asarray(offsets_xy, np.float64).reshape(-1, 2)
+        if patches.ndim != 3 or patches.shape[1] != patches.shape[2] or len(offsets_xy) != len(patches):
+            raise ValueError(f"patches {patches.shape} and offsets {offsets_xy.shape} do not match")
+        height = patches.shape[1]
+        M, pad, alloc = self.M, self.pad, self._alloc
+        if M > height:
+            raise ValueError(f"crop size M={M} must be in 1..{height}")
+        start = height // 2 - M // 2
+        span = np.arange(M + 1)
+        for lo in range(0, len(patches), self.chunk_size):
+            crops = patches[lo:lo + self.chunk_size, start:start + M, start:start + M].astype(np.complex64)
+            shift = offsets_xy[lo:lo + self.chunk_size] - self.centre
+            whole = np.floor(shift).astype(np.int64)
+            if whole.size and (whole.min() < -pad or whole.max() > pad):
+                raise ValueError("a patch position lies outside the canvas fixed by the positions "
+                                 "given to Stitcher()")
+            frac = (shift - whole).astype(np.float32)
+            tiles, row_w, col_w = _fractional_tiles(crops, frac)
+            rows = pad + whole[:, 1, None] + span[None, :]
+            cols = pad + whole[:, 0, None] + span[None, :]
+            index = (rows[:, :, None] * alloc + cols[:, None, :]).ravel()
+            np.add.at(self._numerator_re, index, tiles.real.ravel().astype(np.float64))
+            np.add.at(self._numerator_im, index, tiles.imag.ravel().astype(np.float64))
+            np.add.at(self._weight, index,
+                      (row_w[:, :, None] * col_w[:, None, :]).ravel().astype(np.float64))
+        self.count += len(patches)
+
+    def result(self) -> StitchedObject:
+        """The stitched object of everything added so far."""
+        side, alloc = self.side, self._alloc
+        weight = self._weight.reshape(alloc, alloc)[:side, :side]
+        numerator = (self._numerator_re.reshape(alloc, alloc)[:side, :side]
+                     + 1j * self._numerator_im.reshape(alloc, alloc)[:side, :side])
+        return StitchedObject(
+            object=(numerator / (weight + OVERLAP_EPS)).astype(np.complex64),
+            x0_px=float(self.centre[0] - self.M // 2 - self.pad),
+            y0_px=float(self.centre[1] - self.M // 2 - self.pad),
+            weight=weight.astype(np.float32),
+        )
+
+
 def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX,
                    chunk_size: int = 8192) -> StitchedObject:
     """Shift-and-sum the central M x M crops of ``patches`` at ``offsets_xy``.
@@ -71,6 +153,8 @@ def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT
     Returns
     -------
     StitchedObject
+
+    See :class:`Stitcher` to stitch patches that arrive in chunks.
     """
     patches = np.asarray(patches)
     offsets_xy = np.asarray(offsets_xy, np.float64).reshape(-1, 2)
@@ -79,34 +163,9 @@ def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT
         raise ValueError(f"patches {patches.shape} and offsets {offsets_xy.shape} do not match")
     if not 0 < M <= height:
         raise ValueError(f"crop size M={M} must be in 1..{height}")
-    centre, pad = canvas_geometry(offsets_xy, M)
-    side = M + 2 * pad
-    alloc = side + 1  # room for the zero-weight far corner of a tile at the maximum spread
-    numerator_re = np.zeros(alloc * alloc)
-    numerator_im = np.zeros(alloc * alloc)
-    weight = np.zeros(alloc * alloc)
-    start = height // 2 - M // 2
-    span = np.arange(M + 1)
-    for lo in range(0, n, chunk_size):
-        crops = patches[lo:lo + chunk_size, start:start + M, start:start + M].astype(np.complex64)
-        shift = offsets_xy[lo:lo + chunk_size] - centre
-        whole = np.floor(shift).astype(np.int64)
-        frac = (shift - whole).astype(np.float32)
-        tiles, row_w, col_w = _fractional_tiles(crops, frac)
-        rows = pad + whole[:, 1, None] + span[None, :]
-        cols = pad + whole[:, 0, None] + span[None, :]
-        index = (rows[:, :, None] * alloc + cols[:, None, :]).ravel()
-        numerator_re += np.bincount(index, tiles.real.ravel(), alloc * alloc)
-        numerator_im += np.bincount(index, tiles.imag.ravel(), alloc * alloc)
-        weight += np.bincount(index, (row_w[:, :, None] * col_w[:, None, :]).ravel(), alloc * alloc)
-    weight = weight.reshape(alloc, alloc)[:side, :side]
-    numerator = (numerator_re + 1j * numerator_im).reshape(alloc, alloc)[:side, :side]
-    return StitchedObject(
-        object=(numerator / (weight + OVERLAP_EPS)).astype(np.complex64),
-        x0_px=float(centre[0] - M // 2 - pad),
-        y0_px=float(centre[1] - M // 2 - pad),
-        weight=weight.astype(np.float32),
-    )
+    stitcher = Stitcher(offsets_xy, M, chunk_size=chunk_size)
+    stitcher.add(patches, offsets_xy)
+    return stitcher.result()
 
 
 def _fractional_tiles(crops: np.ndarray, frac_xy: np.ndarray):

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
 
+from conftest import smooth_object
 from ptycho.evaluation import frc as frc_module
 from ptycho.evaluation.frc import frc_curve, half_bit_threshold
-
-
-def smooth_object(rng: np.random.Generator, size: int = 96, sigma: float = 2.5,
-                  phase_span: float = 1.0) -> np.ndarray:
-    """Smooth random complex object (size, size): amplitude 0.3..0.9, phase of std ``phase_span``."""
-    amplitude = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
-    amplitude = 0.6 + 0.15 * amplitude / amplitude.std()
-    phase = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
-    phase = phase_span * phase / phase.std()
-    return np.clip(amplitude, 0.3, 0.9) * np.exp(1j * phase)
 
 
 def test_frc_of_an_image_with_itself_is_one_everywhere(rng):

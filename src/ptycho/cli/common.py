@@ -36,3 +36,27 @@ def add_option(parser: argparse.ArgumentParser, name: str, *aliases: str, **kwar
         kwargs.setdefault("const", True)
         kwargs.setdefault("metavar", "{true,false}")
     parser.add_argument(*flags, **kwargs)
+
+
+def ensure_output_dir(path, option: str) -> None:
+    """Refuse an output folder that cannot be created or written, before any work is done.
+
+    Creates nothing: the nearest existing ancestor must be a writable folder.
+    """
+    import os
+    from pathlib import Path
+
+    from ptycho.errors import InputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError("output path is a file", option, "a folder (existing or new)", str(path))
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError("output path is not a folder", option,
+                         "a folder path whose parents are folders", f"{ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError("output folder not writable", option, "a folder you can write to",
+                         f"no write permission on {ancestor}")

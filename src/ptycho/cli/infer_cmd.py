@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptycho.cli.common import add_option
+from ptycho.cli.common import add_option, ensure_output_dir
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -56,9 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     log = logging.getLogger("ptycho.infer")
     output_dir = Path(args.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise InputError("output path is a file", "--output_dir", "a folder (existing or new)",
-                         str(output_dir))
+    ensure_output_dir(output_dir, "--output_dir")
     if args.batch_size < 1:
         raise InputError("invalid value", "--batch_size", "an integer >= 1", str(args.batch_size))
     reference = None

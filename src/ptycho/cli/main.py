@@ -4,7 +4,8 @@ Each subcommand lives in ``ptycho.cli.<name>_cmd`` with two functions: ``registe
 (argument definitions only, no heavy imports) and ``run(args) -> int``.
 
 Exit status: 0 success; 2 bad input or usage (one line ``error: ...``); 1 internal error
-(traceback only with ``--debug``); 130/143 interrupted by SIGINT/SIGTERM.
+(traceback only with ``--debug``); 3 training diverged (NaN/Inf loss; the best weights so far
+are kept); 130/143 interrupted by SIGINT/SIGTERM (``train --resume`` continues).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ptychopinn`` command; return the exit status."""
-    from ptycho.errors import InputError, TrainingInterrupted
+    from ptycho.errors import InputError, TrainingDiverged, TrainingInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(f"interrupted: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ptycho.cli.common import add_option
+from ptycho.cli.common import add_option, ensure_output_dir
 from ptycho.cli.config_flags import (
     add_dataclass_flags,
     collect,
@@ -21,6 +21,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "history.csv and loss_curve.png; with --test_data_file also reconstruct it. "
                     "Flags override values from --config, which override the defaults.")
     add_option(parser, "config", type=str, metavar="YAML", help="YAML configuration file")
+    add_option(parser, "resume", type=str, metavar="OUTPUT_DIR",
+               help="continue the interrupted run in OUTPUT_DIR (its saved configuration, "
+                    "optimiser and schedule) up to --nepochs epochs in total")
     add_dataclass_flags(parser, TrainingConfig, ModelConfig)
     group = parser.add_argument_group("execution")
     add_dataclass_flags(group, ExecutionConfig)
@@ -38,22 +41,39 @@ def configs_from_args(args: argparse.Namespace):
     return config, execution
 
 
+def resume_configs_from_args(args: argparse.Namespace):
+    """``(TrainingConfig, ExecutionConfig, Checkpoint)`` for ``--resume OUTPUT_DIR``: the saved
+    configuration; flags (and ``--config``) may change ``--nepochs``, ``--test_data_file`` and
+    the execution settings, and must otherwise repeat the saved values."""
+    from ptycho.config.files import build_execution_config, load_config_file
+    from ptycho.workflows.resume import read_checkpoint, resume_training_config
+
+    file_values = load_config_file(args.config) if args.config else None
+    checkpoint = read_checkpoint(args.resume)
+    config = resume_training_config(checkpoint, args.resume, collect(args, training_flag_names()),
+                                    file_values)
+    execution = build_execution_config(collect(args, execution_flag_names()), file_values)
+    execution.progress_bar = execution.progress_bar and not args.quiet
+    return config, execution, checkpoint
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ptycho.data.npz import read_scan_npz
-    from ptycho.errors import InputError
     from ptycho.workflows import inference, training
 
-    config, execution = configs_from_args(args)
+    checkpoint = None
+    if getattr(args, "resume", None):
+        config, execution, checkpoint = resume_configs_from_args(args)
+    else:
+        config, execution = configs_from_args(args)
     output_dir = Path(config.output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise InputError("output path is a file", "--output_dir", "a folder (existing or new)",
-                         str(output_dir))
+    ensure_output_dir(output_dir, "--output_dir")
     test_scan = None
     if config.test_data_file is not None:
         test_scan = read_scan_npz(config.test_data_file, config.measurement)
-    result = training.train(config, execution)
+    result = training.train(config, execution, resume=checkpoint)
     print(f"model written to {result.archive_path}")
     summary = result.history
     if summary.get("train_loss"):

@@ -27,6 +27,15 @@ BACKENDS = ("pytorch", "tensorflow")
 MEASUREMENTS = ("auto", "amplitude", "intensity")
 
 
+def _apply_n_images_alias(config) -> None:
+    """Copy the deprecated ``n_images`` into ``n_groups`` (when unset), with a warning."""
+    if config.n_images is not None:
+        warnings.warn(f"{type(config).__name__}.n_images is deprecated; use n_groups",
+                      DeprecationWarning, stacklevel=4)
+        if config.n_groups is None:
+            config.n_groups = config.n_images
+
+
 @dataclass
 class ModelConfig:
     """Network and forward-model settings.
@@ -117,12 +126,7 @@ class TrainingConfig:
     backend: Literal["pytorch", "tensorflow"] = "pytorch"
 
     def __post_init__(self) -> None:
-        if self.n_images is not None:
-            warnings.warn(
-                "TrainingConfig.n_images is deprecated; use n_groups", DeprecationWarning, stacklevel=3
-            )
-            if self.n_groups is None:
-                self.n_groups = self.n_images
+        _apply_n_images_alias(self)
 
 
 @dataclass
@@ -145,12 +149,7 @@ class InferenceConfig:
     backend: Literal["pytorch", "tensorflow"] = "pytorch"
 
     def __post_init__(self) -> None:
-        if self.n_images is not None:
-            warnings.warn(
-                "InferenceConfig.n_images is deprecated; use n_groups", DeprecationWarning, stacklevel=3
-            )
-            if self.n_groups is None:
-                self.n_groups = self.n_images
+        _apply_n_images_alias(self)
 
 
 @dataclass

@@ -10,6 +10,12 @@ Optional: ``xcoords_start``, ``ycoords_start``, ``scan_index``, ``objectGuess`` 
 Measurement domain (design section 2): ``diff3d`` holds amplitudes unless the file says
 ``measurement='intensity'``, carries ``bad_pixels`` (a ptychodus export), or stores an integer
 dtype; intensities are converted to amplitudes with ``sqrt``.
+
+Large scans: with ``lazy=True`` (or ``lazy=None`` and a stack larger than
+:func:`ptycho.data.lazy.lazy_threshold_bytes`) an uncompressed ``diff3d`` member (``np.savez``)
+in the (M, N, N) layout is memory-mapped and validated chunk by chunk; ``Scan.diffraction`` is
+then a :class:`ptycho.data.lazy.LazyPatterns`. The HDF5 reader (:mod:`ptycho.data.hdf5`)
+shares this validation.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptycho.data import lazy as _lazy
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
 from ptycho.fileio import atomic_path
@@ -73,6 +80,10 @@ class _NpzReader:
                              f"the scan NPZ keys {', '.join(REQUIRED_KEYS + ('diff3d',))}",
                              f"keys {sorted(self.keys)}")
         return value
+
+    def stored(self, key: str) -> _lazy.StoredArray | None:
+        """The member as a memory-mappable array, or None when it is compressed."""
+        return _lazy.npz_member(self.path, key)
 
     def close(self) -> None:
         self._npz.close()
@@ -152,7 +163,8 @@ def resolve_measurement(reader_keys: set[str], file_value: str | None, dtype: np
     return "amplitude", "the default"
 
 
-def read_scan_npz(path: str | Path, measurement: str = "auto") -> Scan:
+def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | None = False
+                  ) -> Scan:
     """Read and validate a scan NPZ; return a :class:`Scan` holding amplitudes.
 
     Parameters
@@ -160,6 +172,9 @@ def read_scan_npz(path: str | Path, measurement: str = "auto") -> Scan:
     path : path to the ``.npz`` file
     measurement : {'auto', 'amplitude', 'intensity'}
         Domain of ``diff3d``; 'auto' follows the rules in the module docstring.
+    lazy : bool or None
+        Memory-map an uncompressed ``diff3d`` instead of reading it (True), only when it is
+        larger than :func:`ptycho.data.lazy.lazy_threshold_bytes` (None), or never (False).
 
     Raises
     ------
@@ -171,12 +186,30 @@ def read_scan_npz(path: str | Path, measurement: str = "auto") -> Scan:
         raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
     reader = _NpzReader(path)
     try:
-        return _read(reader, measurement)
+        return _read(reader, measurement, lazy)
     finally:
         reader.close()
 
 
-def _read(reader: _NpzReader, measurement: str) -> Scan:
+def _streamed_patterns(reader, key: str, n_positions: int, lazy: bool | None
+                       ) -> _lazy.StoredArray | None:
+    """The stored pattern stack to stream, or None to read it into memory."""
+    if lazy is False:
+        return None
+    stored = reader.stored(key)
+    if stored is None:
+        if lazy:
+            log.warning("%s:%s is compressed and cannot be streamed; reading it into memory",
+                        reader.name, key)
+        return None
+    if not stored.is_pattern_stack(n_positions):
+        return None  # other layouts and their errors: the in-memory path
+    if lazy is None and stored.amplitude_nbytes() <= _lazy.lazy_threshold_bytes():
+        return None
+    return stored
+
+
+def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Scan:
     name = reader.name
     xcoords = _coords(reader, "xcoords", True)
     ycoords = _coords(reader, "ycoords", True)
@@ -190,23 +223,30 @@ def _read(reader: _NpzReader, measurement: str) -> Scan:
     diff_key = next((k for k in DIFFRACTION_KEYS if k in reader.keys), None)
     if diff_key is None:
         reader.require("diff3d")
-    raw = reader.require(diff_key)
     where = f"{name}:{diff_key}"
-    if raw.dtype.kind == "c":
-        raise InputError("complex diffraction", where, "real amplitudes or counts", str(raw.dtype))
-    _check_real_finite(raw, where)
-    raw = _diffraction_layout(raw, n_positions, where)
-    if raw.dtype.kind in ("i", "f") and np.any(raw < 0):
-        bad = int(np.count_nonzero(raw < 0))
-        raise InputError("negative values", where, "amplitudes or counts >= 0", f"{bad} negative values")
-    if not np.any(raw):
-        raise InputError("all-zero patterns", where, "at least one non-zero pattern")
+    stored = _streamed_patterns(reader, diff_key, n_positions, lazy)
+    if stored is None:
+        raw = reader.require(diff_key)
+        if raw.dtype.kind == "c":
+            raise InputError("complex diffraction", where, "real amplitudes or counts", str(raw.dtype))
+        _check_real_finite(raw, where)
+        raw = _diffraction_layout(raw, n_positions, where)
+        if raw.dtype.kind in ("i", "f") and np.any(raw < 0):
+            bad = int(np.count_nonzero(raw < 0))
+            raise InputError("negative values", where, "amplitudes or counts >= 0", f"{bad} negative values")
+        if not np.any(raw):
+            raise InputError("all-zero patterns", where, "at least one non-zero pattern")
+        raw_dtype, pattern_shape = raw.dtype, raw.shape[1:]
+    else:  # streamed: values are checked chunk by chunk once the domain is known
+        if stored.dtype.kind not in ("i", "u", "f"):
+            raise InputError("wrong dtype", where, "a real numeric array", str(stored.dtype))
+        raw_dtype, pattern_shape = stored.dtype, stored.pattern_shape
 
     notes: list[str] = []
     probe = _probe(reader.require("probeGuess"), f"{name}:probeGuess", notes)
-    if probe.shape[0] != raw.shape[-1]:
+    if probe.shape[0] != pattern_shape[-1]:
         raise InputError("size mismatch", f"{name}:probeGuess",
-                         f"a {raw.shape[-1]}x{raw.shape[-1]} probe like the patterns",
+                         f"a {pattern_shape[-1]}x{pattern_shape[-1]} probe like the patterns",
                          f"{probe.shape[0]}x{probe.shape[1]}")
 
     file_measurement = reader.get("measurement")
@@ -216,13 +256,20 @@ def _read(reader: _NpzReader, measurement: str) -> Scan:
         if file_value not in ("amplitude", "intensity"):
             raise InputError("invalid value", f"{name}:measurement", "'amplitude' or 'intensity'",
                              repr(file_value))
-    domain, reason = resolve_measurement(reader.keys, file_value, raw.dtype, measurement)
-    if domain == "intensity":
+    domain, reason = resolve_measurement(reader.keys, file_value, raw_dtype, measurement)
+    if stored is not None:
+        diffraction = _lazy.LazyPatterns(stored, intensity=domain == "intensity")
+        _lazy.validate_patterns(diffraction, where)
+    elif domain == "intensity":
         diffraction = np.sqrt(raw.astype(np.float64)).astype(np.float32)
-        note = f"{name}: diffraction read as intensity (counts) because of {reason}; converted to amplitude"
     else:
         diffraction = raw.astype(np.float32, copy=False)
+    if domain == "intensity":
+        note = f"{name}: diffraction read as intensity (counts) because of {reason}; converted to amplitude"
+    else:
         note = f"{name}: diffraction read as amplitude ({reason})"
+    if stored is not None:
+        note += f"; streamed from disk ({stored.kind})"
     log.info(note)
     notes.append(note)
 
@@ -260,9 +307,9 @@ def _read(reader: _NpzReader, measurement: str) -> Scan:
     bad_pixels = reader.get("bad_pixels")
     if bad_pixels is not None:
         bad_pixels = np.asarray(bad_pixels).astype(bool)
-        if bad_pixels.shape != raw.shape[1:]:
-            raise InputError("wrong shape", f"{name}:bad_pixels", f"a mask of shape {raw.shape[1:]}",
-                             _describe(bad_pixels))
+        if bad_pixels.shape != tuple(pattern_shape):
+            raise InputError("wrong shape", f"{name}:bad_pixels",
+                             f"a mask of shape {tuple(pattern_shape)}", _describe(bad_pixels))
 
     return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=probe,
                 xcoords_start=xstart, ycoords_start=ystart, scan_index=scan_index,

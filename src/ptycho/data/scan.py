@@ -15,6 +15,9 @@ class Scan:
     ----------
     diffraction : ndarray, shape (M, N, N)
         Measured far-field **amplitudes** (sqrt of counts), float32 or the source float dtype.
+        Large scans hold a :class:`ptycho.data.lazy.LazyPatterns` instead (same shape and
+        indexing, patterns read from disk on demand): code touching all patterns goes through
+        ``ptycho.data.lazy.iter_chunks`` / ``pattern_power``.
     xcoords, ycoords : ndarray, shape (M,), float64
         Scan positions in object pixels (x = column, y = row).
     probe : ndarray, shape (N, N), complex64
@@ -67,9 +70,10 @@ class Scan:
         return int(self.diffraction.shape[-1])
 
     def mean_photons_per_pattern(self) -> float:
-        """Mean over patterns of the total counts ``sum(amplitude**2)`` (float64)."""
-        power = np.square(self.diffraction, dtype=np.float64).sum(axis=(-2, -1))
-        return float(power.mean())
+        """Mean over patterns of the total counts ``sum(amplitude**2)`` (float64, chunk-wise)."""
+        from ptycho.data.lazy import pattern_power
+
+        return float(pattern_power(self.diffraction).mean())
 
     def subset(self, indices: np.ndarray) -> Scan:
         """A new scan with only the positions ``indices`` (shares the probe and object)."""

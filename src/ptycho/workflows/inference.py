@@ -11,42 +11,78 @@ import numpy as np
 from ptycho.data.grouping import GroupedData
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
-from ptycho.stitching import DEFAULT_CROP_PX, StitchedObject, stitch_patches
+from ptycho.stitching import DEFAULT_CROP_PX, StitchedObject, Stitcher
 from ptycho.workflows.outputs import save_object_images, save_reconstruction_npz
 
 log = logging.getLogger(__name__)
 
+DEFAULT_CHUNK_GROUPS = 4096
+"""Groups predicted and stitched per step (bounds memory on large scans)."""
+KEEP_PATCHES_MAX_BYTES = 256 * 2**20
+"""``keep_patches=None`` keeps the predicted patches only when they take at most this much."""
+
 
 @dataclass
 class InferenceResult:
-    """A reconstruction: the stitched object, the patches and where they were placed."""
+    """A reconstruction: the stitched object, the patches and where they were placed.
+
+    ``patches`` (n, N, N) complex64 is None when they were not kept (large scans).
+    """
 
     stitched: StitchedObject
-    patches: np.ndarray
+    patches: np.ndarray | None
     positions_xy: np.ndarray
 
 
 def reconstruct(model, scan: Scan, *, batch_size: int = 256, neighbor_count: int = 4,
-                crop_px: int = DEFAULT_CROP_PX, seed: int = 0) -> InferenceResult:
-    """Group every scan position, predict object patches and stitch them.
+                crop_px: int = DEFAULT_CROP_PX, seed: int = 0,
+                chunk_groups: int = DEFAULT_CHUNK_GROUPS,
+                keep_patches: bool | None = None) -> InferenceResult:
+    """Group every scan position, predict object patches and stitch them, chunk by chunk.
+
+    Patterns are read, predicted and stitched ``chunk_groups`` groups at a time, so memory
+    stays bounded for scans of any length (patterns may be streamed from disk, see
+    :mod:`ptycho.data.lazy`); the result does not depend on ``chunk_groups``.
 
     Parameters
     ----------
     model : TrainedModel (see ``ptycho.backends.base``)
     scan : Scan
         Its pattern size must equal the model's N.
+    batch_size : int
+        Samples per ``model.predict`` batch.
+    chunk_groups : int
+        Groups per predict-and-stitch step (rounded up to a multiple of ``batch_size``).
+    keep_patches : bool or None
+        Return the predicted patches in ``InferenceResult.patches``; None keeps them when they
+        take at most :data:`KEEP_PATCHES_MAX_BYTES`.
     """
     cfg = model.model_config
     if scan.N != cfg.N:
         raise InputError("patch size mismatch", f"{Path(scan.source).name}:diff3d",
                          f"{cfg.N}x{cfg.N} patterns like the model", f"{scan.N}x{scan.N}")
     grouped = GroupedData.from_scan(scan, cfg.gridsize, neighbor_count=neighbor_count, seed=seed)
-    coords = grouped.coords()
-    patches = model.predict([grouped.X() * np.float32(model.intensity_scale), coords["relative"]],
-                            batch_size=batch_size)[..., 0]
-    positions = coords["offsets"][:, 0, :, 0]
-    stitched = stitch_patches(patches, positions, M=crop_px)
-    return InferenceResult(stitched=stitched, patches=patches, positions_xy=positions)
+    n_groups = len(grouped)
+    step = max(1, -(-max(1, chunk_groups) // batch_size)) * batch_size
+    positions = np.empty((n_groups, 2), np.float64)
+    for lo in range(0, n_groups, step):
+        rows = np.arange(lo, min(lo + step, n_groups))
+        positions[rows] = grouped.coords(rows)["offsets"][:, 0, :, 0]
+    if keep_patches is None:
+        keep_patches = n_groups * cfg.N * cfg.N * 8 <= KEEP_PATCHES_MAX_BYTES
+    stitcher = Stitcher(positions, M=crop_px)
+    kept = []
+    scale = np.float32(model.intensity_scale)
+    for lo in range(0, n_groups, step):
+        rows = np.arange(lo, min(lo + step, n_groups))
+        patches = model.predict([grouped.X(rows) * scale, grouped.coords(rows)["relative"]],
+                                batch_size=batch_size)[..., 0]
+        stitcher.add(patches, positions[rows])
+        if keep_patches:
+            kept.append(patches)
+    patches = (np.concatenate(kept) if kept else np.zeros((0, cfg.N, cfg.N), np.complex64)
+               ) if keep_patches else None
+    return InferenceResult(stitched=stitcher.result(), patches=patches, positions_xy=positions)
 
 
 def write_outputs(result: InferenceResult, output_dir: Path, scan: Scan | None = None) -> dict:

@@ -18,7 +18,9 @@ from ptycho.config.config import (
 from ptycho.data.grouping import GroupedData
 from ptycho.data.npz import read_scan_npz
 from ptycho.data.scan import Scan
-from ptycho.errors import InputError
+from ptycho.errors import InputError, TrainingDiverged, TrainingInterrupted
+from ptycho.workflows import interrupt
+from ptycho.workflows import resume as _resume
 from ptycho.workflows.outputs import plot_loss_curve, save_history_csv
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,12 @@ class TrainingResult:
 
 def fix_patch_size(config: TrainingConfig, scan: Scan) -> None:
     """Set ``config.model.N`` from the data when it is 0; reject a mismatch otherwise."""
+    from ptycho.config.config import SUPPORTED_N
+
+    if config.model.N in (0, None) and scan.N not in SUPPORTED_N:
+        raise InputError("unsupported pattern size", f"{Path(scan.source).name}:diff3d",
+                         " or ".join(f"{n}x{n}" for n in SUPPORTED_N) + " patterns (crop or bin "
+                         "the data)", f"{scan.N}x{scan.N}")
     if config.model.N in (0, None):
         config.model.N = scan.N
     elif config.model.N != scan.N:
@@ -46,8 +54,45 @@ def fix_patch_size(config: TrainingConfig, scan: Scan) -> None:
                          f"{scan.N}x{scan.N}")
 
 
+def _write_training_files(output_dir: Path, model, config: TrainingConfig,
+                          nphotons: float) -> Path:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    archive_path = write_archive(output_dir, model, config, nphotons=nphotons)
+    save_history_csv(model.history, output_dir / "history.csv")
+    plot_loss_curve(model.history, output_dir / "loss_curve.png")
+    log.info("wrote %s", archive_path)
+    return archive_path
+
+
+def _stopped(stop: interrupt.StopTraining, config: TrainingConfig, output_dir: Path,
+             nphotons: float, fingerprint: dict, write_outputs: bool) -> Exception:
+    """Save what an early stop left (best weights, resumable state); the error to raise."""
+    archive = None
+    if write_outputs and stop.model is not None:
+        archive = _write_training_files(output_dir, stop.model, config, nphotons)
+    best = (stop.model.history.get("best_epoch", -1) if stop.model is not None else -1)
+    kept = f"epoch {best}" if best is not None and best >= 0 else "the current step"
+    if stop.reason == "signal":
+        message = stop.message
+        if write_outputs and stop.checkpoint is not None:
+            _resume.write_checkpoint(output_dir, stop.checkpoint, config, fingerprint)
+            message += (f"; the best weights so far ({kept}) are in {archive} and a resumable "
+                        f"checkpoint in {output_dir / _resume.RESUME_NAME}; continue with "
+                        f"`ptychopinn train --resume {output_dir}` (add --nepochs N to change "
+                        f"the target of {config.nepochs} epochs)")
+        error = TrainingInterrupted(message)
+        error.exit_code = interrupt.exit_code(stop.signum or interrupt.signal.SIGINT)
+        return error
+    if archive is not None:
+        return TrainingDiverged(f"{stop.message}; kept the weights of {kept} in {archive} (lower "
+                                f"--learning_rate, or check the data for bad patterns)")
+    return TrainingDiverged(f"{stop.message}; no epoch completed, so no model was written (lower "
+                            f"--learning_rate, or check the data for bad patterns)")
+
+
 def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
-          train_scan: Scan | None = None, write_outputs: bool = True) -> TrainingResult:
+          train_scan: Scan | None = None, write_outputs: bool = True,
+          resume: _resume.Checkpoint | None = None) -> TrainingResult:
     """Train a model as configured and (by default) write the archive and history files.
 
     Parameters
@@ -60,6 +105,17 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
         Already-loaded training scan.
     write_outputs : bool
         Write ``wts.h5.zip``, ``history.csv`` and ``loss_curve.png`` to ``config.output_dir``.
+    resume : ptycho.workflows.resume.Checkpoint, optional
+        Continue an interrupted run (``config`` from
+        :func:`ptycho.workflows.resume.resume_training_config`) up to ``config.nepochs`` epochs.
+
+    Raises
+    ------
+    ptycho.errors.TrainingInterrupted
+        SIGINT/SIGTERM arrived: training stopped after the current step; the best weights so far
+        and a resumable checkpoint were written (``exit_code`` 130/143).
+    ptycho.errors.TrainingDiverged
+        The training loss became NaN/Inf; the best completed epoch's weights were written.
     """
     execution = execution or ExecutionConfig()
     validate_execution_config(execution)
@@ -69,6 +125,10 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
         train_scan = read_scan_npz(config.train_data_file, config.measurement)
     fix_patch_size(config, train_scan)
     validate_training_config(config)
+    if train_scan.n_positions < 2:
+        raise InputError("scan too small to train", f"{Path(train_scan.source).name}:xcoords",
+                         "at least 2 scan positions (overlapping positions are what ptychography "
+                         "learns from)", f"{train_scan.n_positions} position")
     backend = load_backend(config.backend)
 
     nphotons = float(config.nphotons) if config.nphotons else train_scan.mean_photons_per_pattern()
@@ -84,13 +144,34 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
              config.backend, len(grouped), grouped.channels, train_scan.n_positions,
              config.model.N, nphotons, scale)
     output_dir = Path(config.output_dir)
-    model = backend.train_model(grouped, None, probe, scale, config, execution, output_dir)
+    fingerprint = _resume.data_fingerprint(train_scan, nphotons, len(grouped))
+    kwargs = {}
+    if resume is not None:
+        if resume.backend != config.backend:
+            raise InputError("backend mismatch", resume.source or "--resume",
+                             f"the '{resume.backend}' backend of the interrupted run",
+                             config.backend)
+        _resume.check_same_data(resume, fingerprint, str(train_scan.source))
+        kwargs["resume"] = resume
+        log.info("resuming after %d completed epochs (target %d)", resume.epochs_completed,
+                 config.nepochs)
+    elif write_outputs and _resume.checkpoint_exists(output_dir):
+        log.warning("%s holds the checkpoint of an interrupted run; training from scratch "
+                    "replaces it (use --resume %s to continue that run instead)",
+                    output_dir, output_dir)
+    with interrupt.guard() as signals:
+        try:
+            model = backend.train_model(grouped, None, probe, scale, config, execution,
+                                        output_dir, **kwargs)
+        except interrupt.StopTraining as stop:
+            raise _stopped(stop, config, output_dir, nphotons, fingerprint,
+                           write_outputs) from None
+    if signals.signum is not None:
+        log.warning("%s arrived as training finished; the outputs are complete",
+                    interrupt.signal_name(signals.signum))
     archive_path = None
     if write_outputs:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        archive_path = write_archive(output_dir, model, config, nphotons=nphotons)
-        save_history_csv(model.history, output_dir / "history.csv")
-        plot_loss_curve(model.history, output_dir / "loss_curve.png")
-        log.info("wrote %s", archive_path)
+        archive_path = _write_training_files(output_dir, model, config, nphotons)
+        _resume.remove_checkpoint(output_dir)
     return TrainingResult(model=model, archive_path=archive_path, history=model.history,
                           nphotons=nphotons, initial_intensity_scale=scale, train_groups=grouped)

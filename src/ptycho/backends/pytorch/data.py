@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ptycho.backends.pytorch.model import offsets_to_torch
 from ptycho.data.grouping import GroupedData
@@ -72,7 +72,16 @@ class GroupedDataModule(L.LightningDataModule):
 
     def _loader(self, dataset: GroupedDataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle,
+        sampler = None
+        if shuffle:
+            # One seeded permutation per epoch (Lightning calls set_epoch), sharded over the
+            # ranks under DDP: K ranks x batch b see the same global batches as one process
+            # with batch K*b, so the result does not depend on the number of devices.
+            trainer = self.trainer
+            world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                         seed=self.seed)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=_identity_collate, num_workers=self.num_workers,
                           generator=generator, persistent_workers=self.num_workers > 0)
 

@@ -12,20 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ptycho.backends.architecture import BORDER_CHANNELS, filter_ladder
 from ptycho.config.config import ModelConfig
-
-BORDER_CHANNELS = 4
-
-
-def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
-    """Return (encoder filters, decoder filters, border-branch filters) for patch size N."""
-    encoder_by_n = {64: [32, 64, 128], 128: [16, 32, 64, 128], 256: [8, 16, 32, 64, 128]}
-    decoder_by_n = {64: [64, 32], 128: [128, 64, 32], 256: [256, 128, 64, 32]}
-    if N not in encoder_by_n:
-        raise ValueError(f"the cnn architecture supports N in 64, 128, 256 (got {N})")
-    return ([f * scale for f in encoder_by_n[N]], [f * scale for f in decoder_by_n[N]],
-            scale * 2048 // N)
-
 
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import io
 import logging
 import warnings
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from ptycho.backends.pytorch.data import GroupedDataModule
@@ -18,6 +20,13 @@ from ptycho.backends.pytorch.trained_model import TorchTrainedModel
 from ptycho.config.config import ExecutionConfig, TrainingConfig
 from ptycho.data.grouping import GroupedData
 from ptycho.errors import InputError
+from ptycho.workflows import interrupt
+
+try:  # Lightning's own SIGTERM handling (2.3+) raises this from its loops
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+except ImportError:  # pragma: no cover - older Lightning
+    class SIGTERMException(SystemExit):
+        pass
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +40,104 @@ class HistoryAndBest(Callback):
         self.best_score = float("inf")
         self.best_epoch = -1
         self.best_state: dict | None = None
+        self.epoch_offset = 0  # epochs completed before a resumed run
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PINNLightning) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics["intensity_scale"] = float(pl_module.model.scaler.scale().detach())
         metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
-        self.history.setdefault("epoch", []).append(trainer.current_epoch)
+        self.history.setdefault("epoch", []).append(trainer.current_epoch + self.epoch_offset)
         for key in ("train_loss", "val_loss", "intensity_scale", "learning_rate"):
             if key in metrics:
                 self.history.setdefault(key, []).append(metrics[key])
         score = metrics.get(self.monitor, float("inf"))
         if np.isfinite(score) and score < self.best_score:
             self.best_score = score
-            self.best_epoch = trainer.current_epoch
+            self.best_epoch = trainer.current_epoch + self.epoch_offset
             self.best_state = copy.deepcopy({k: v.detach().cpu()
                                              for k, v in pl_module.model.state_dict().items()})
+
+
+class StepControl(Callback):
+    """Per-step interruption check, and the optimiser/schedule state of a resumed run.
+
+    After every optimiser step a pending SIGINT/SIGTERM (``ptycho.workflows.interrupt``, agreed
+    across ranks) raises :class:`~ptycho.workflows.interrupt.SignalReceived`, which leaves
+    ``trainer.fit`` before any validation or epoch-end bookkeeping of the unfinished epoch.
+    """
+
+    def __init__(self, optimizer_state: dict | None = None, scheduler_state: dict | None = None):
+        self.optimizer_state = optimizer_state
+        self.scheduler_state = scheduler_state
+        self.optimizer = None
+        self.scheduler = None
+        self.epoch = 0
+        self.step = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: PINNLightning) -> None:
+        self.optimizer = trainer.optimizers[0]
+        configs = trainer.lr_scheduler_configs
+        self.scheduler = configs[0].scheduler if configs else None
+        if self.optimizer_state is not None:
+            self.optimizer.load_state_dict(self.optimizer_state)
+        if self.scheduler_state is not None and self.scheduler is not None:
+            self.scheduler.load_state_dict(self.scheduler_state)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.epoch, self.step = trainer.current_epoch, batch_idx
+        signum = interrupt.pending()
+        if trainer.strategy.reduce_boolean_decision(signum is not None, all=False):
+            raise interrupt.SignalReceived(signum or interrupt.signal.SIGTERM)
+
+
+def _cpu_state(module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+def _checkpoint(module: PtychoPINN, tracker: HistoryAndBest, control: StepControl,
+                early_stop: EarlyStopping):
+    """The resumable state (``ptycho.workflows.resume.Checkpoint``); tensors and containers only."""
+    from ptycho.workflows.resume import Checkpoint
+
+    state = {
+        "model": _cpu_state(module),
+        "best_model": tracker.best_state,
+        "optimizer": control.optimizer.state_dict() if control.optimizer is not None
+        else control.optimizer_state,
+        "scheduler": control.scheduler.state_dict() if control.scheduler is not None
+        else control.scheduler_state,
+        "early_stopping": early_stop.state_dict(),
+        "rng": torch.get_rng_state(),
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    progress = {"epochs_completed": len(tracker.history.get("epoch", [])),
+                "history": tracker.history, "best_epoch": tracker.best_epoch,
+                "best_score": tracker.best_score}
+    return Checkpoint(backend="pytorch", state=buffer.getvalue(), progress=progress)
+
+
+def _restore(resume, module: PtychoPINN, tracker: HistoryAndBest, control: StepControl,
+             early_stop: EarlyStopping) -> None:
+    """Load a checkpoint written by :func:`_checkpoint` (``weights_only=True``: no code runs)."""
+    try:
+        state = torch.load(io.BytesIO(resume.state), map_location="cpu", weights_only=True)
+        module.load_state_dict(state["model"])
+        early_stop.load_state_dict(state["early_stopping"])
+        torch.set_rng_state(state["rng"])
+        control.optimizer_state = state["optimizer"]
+        control.scheduler_state = state["scheduler"]
+        tracker.best_state = state["best_model"]
+    except Exception as exc:
+        raise InputError("invalid checkpoint state", resume.source or "resume.pt",
+                         "a checkpoint written by this model configuration (train again without "
+                         "--resume)", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                         ) from None
+    progress = resume.progress
+    tracker.history = {k: list(v) for k, v in progress.get("history", {}).items()}
+    tracker.best_epoch = int(progress.get("best_epoch", -1))
+    tracker.best_score = float(progress.get("best_score", float("inf")))
+    tracker.epoch_offset = resume.epochs_completed
 
 
 def _logger(execution: ExecutionConfig, output_dir: Path):
@@ -66,8 +158,14 @@ def _logger(execution: ExecutionConfig, output_dir: Path):
 
 def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
                 intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
-                output_dir: Path) -> TorchTrainedModel:
-    """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model."""
+                output_dir: Path, *, resume=None) -> TorchTrainedModel:
+    """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
+
+    ``resume`` (a ``ptycho.workflows.resume.Checkpoint``) continues an interrupted run up to
+    ``config.nepochs`` epochs in total. A pending signal (``ptycho.workflows.interrupt``) or a
+    non-finite training loss raises :class:`~ptycho.workflows.interrupt.StopTraining` carrying
+    the best weights so far (and, for a signal, the resumable state).
+    """
     for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -89,10 +187,14 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     lit.has_validation = datamodule.val_set is not None
     monitor = "val_loss" if lit.has_validation else "train_loss"
     tracker = HistoryAndBest(monitor)
-    callbacks = [tracker, EarlyStopping(monitor=monitor, patience=config.early_stop_patience,
-                                        mode="min", check_finite=True)]
+    early_stop = EarlyStopping(monitor=monitor, patience=config.early_stop_patience, mode="min",
+                               check_finite=True)
+    control = StepControl()
+    if resume is not None:
+        _restore(resume, module, tracker, control, early_stop)
+    callbacks = [tracker, early_stop, control]
     trainer = L.Trainer(
-        max_epochs=config.nepochs, accelerator=execution.accelerator, devices=execution.devices,
+        max_epochs=config.nepochs - tracker.epoch_offset, accelerator=execution.accelerator, devices=execution.devices,
         strategy=execution.strategy, num_nodes=execution.num_nodes, precision=execution.precision,
         logger=_logger(execution, output_dir), callbacks=callbacks,
         enable_progress_bar=execution.progress_bar, enable_checkpointing=False,
@@ -102,7 +204,25 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-        trainer.fit(lit, datamodule=datamodule)
+        try:
+            trainer.fit(lit, datamodule=datamodule)
+        except (interrupt.SignalReceived, SIGTERMException) as exc:
+            signum = getattr(exc, "signum", None) or interrupt.pending() or interrupt.signal.SIGTERM
+            checkpoint = _checkpoint(module, tracker, control, early_stop)
+            if tracker.best_state is not None:
+                module.load_state_dict(tracker.best_state)
+            history = dict(tracker.history, best_epoch=tracker.best_epoch)
+            raise interrupt.StopTraining(
+                "signal", f"training stopped by {interrupt.signal_name(signum)} at epoch "
+                f"{control.epoch + tracker.epoch_offset}, step {control.step}", signum=signum,
+                model=TorchTrainedModel(module.cpu(), history), checkpoint=checkpoint) from None
+        except FloatingPointError as exc:
+            model = None
+            if tracker.best_state is not None:
+                module.load_state_dict(tracker.best_state)
+                model = TorchTrainedModel(module.cpu(),
+                                          dict(tracker.history, best_epoch=tracker.best_epoch))
+            raise interrupt.StopTraining("nonfinite", str(exc), model=model) from None
     if tracker.best_state is not None:
         module.load_state_dict(tracker.best_state)
         log.info("best epoch %d (%s %.6g)", tracker.best_epoch, monitor, tracker.best_score)

@@ -35,23 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ptycho.backends.architecture import BORDER_CHANNELS, filter_ladder
 from ptycho.config.config import ModelConfig
-
-BORDER_CHANNELS = 4
-
-
-def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
-    """Return (encoder filters, decoder filters, border-branch filters) for patch size N.
-
-    Identical to ``ptycho.backends.pytorch.network.filter_ladder``.
-    """
-    encoder_by_n = {64: [32, 64, 128], 128: [16, 32, 64, 128], 256: [8, 16, 32, 64, 128]}
-    decoder_by_n = {64: [64, 32], 128: [128, 64, 32], 256: [256, 128, 64, 32]}
-    if N not in encoder_by_n:
-        raise ValueError(f"the cnn architecture supports N in 64, 128, 256 (got {N})")
-    return ([f * scale for f in encoder_by_n[N]], [f * scale for f in decoder_by_n[N]],
-            scale * 2048 // N)
-
 
 def _conv(filters: int, name: str) -> keras.layers.Conv2D:
     """3x3 'same' convolution, Glorot-uniform kernel, zero bias, no activation."""

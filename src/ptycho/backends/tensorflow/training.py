@@ -16,6 +16,7 @@ The losses, optimiser and schedule mirror ``ptycho.backends.pytorch.lightning_mo
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from ptycho.backends.tensorflow.model import PtychoPINN
 from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptycho.data.grouping import GroupedData
 from ptycho.errors import InputError
+from ptycho.workflows import interrupt
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,81 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                 f"training loss became {float(value)} at epoch {self.epoch}, step {batch}")
 
 
+class StepControl(keras.callbacks.Callback):
+    """After every optimiser step, leave ``fit`` when SIGINT/SIGTERM arrived
+    (``ptycho.workflows.interrupt``), before the unfinished epoch's validation and bookkeeping."""
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+        self.step = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        self.step = batch
+        signum = interrupt.pending()
+        if signum is not None:
+            raise interrupt.SignalReceived(signum)
+
+
+_CONTROL_COUNTERS = ("best_score", "best_epoch", "_stop_best", "_stop_wait", "_plateau_best",
+                     "_plateau_bad")
+
+
+def _checkpoint(pinn: PtychoPINN, optimizer, control: EpochControl):
+    """The resumable state (``ptycho.workflows.resume.Checkpoint``) as a pickle-free NPZ."""
+    from ptycho.workflows.resume import Checkpoint
+
+    arrays = {}
+    for prefix, values in (("model", [v.numpy() for v in pinn.weights]),
+                           ("best", control.best_weights or []),
+                           ("optimizer", [v.numpy() for v in optimizer.variables])):
+        for i, value in enumerate(values):
+            arrays[f"{prefix}_{i:04d}"] = np.asarray(value)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    progress = {"epochs_completed": len(control.history.get("epoch", [])),
+                "history": control.history,
+                "counters": {name: getattr(control, name) for name in _CONTROL_COUNTERS}}
+    progress["best_epoch"] = control.best_epoch
+    progress["best_score"] = control.best_score
+    return Checkpoint(backend=BACKEND, state=buffer.getvalue(), progress=progress)
+
+
+def _restore(resume, pinn: PtychoPINN, optimizer, control: EpochControl) -> None:
+    """Load a checkpoint written by :func:`_checkpoint` (``allow_pickle=False``)."""
+    where = resume.source or "resume.npz"
+    try:
+        with np.load(io.BytesIO(resume.state), allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+
+        def _group(prefix):
+            return [arrays[k] for k in sorted(arrays) if k.startswith(prefix + "_")]
+
+        model, best, opt = _group("model"), _group("best"), _group("optimizer")
+        for name, values, variables in (("model", model, pinn.weights),
+                                        ("optimizer", opt, optimizer.variables)):
+            if [tuple(v.shape) for v in values] != [tuple(v.shape) for v in variables]:
+                raise ValueError(f"{name} variables do not match the configured network")
+        for variable, value in zip(pinn.weights, model):
+            variable.assign(value)
+        for variable, value in zip(optimizer.variables, opt):
+            variable.assign(value)
+        counters = resume.progress.get("counters", {})
+        for name in _CONTROL_COUNTERS:
+            if name in counters:
+                setattr(control, name, type(getattr(control, name))(counters[name]))
+    except Exception as exc:
+        raise InputError("invalid checkpoint state", where,
+                         "a checkpoint written by this model configuration (train again without "
+                         "--resume)", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                         ) from None
+    control.best_weights = best or None
+    control.history = {k: list(v) for k, v in resume.progress.get("history", {}).items()}
+
+
 # ---------------------------------------------------------------------------------------------
 # Trained model
 # ---------------------------------------------------------------------------------------------
@@ -354,8 +431,13 @@ def _warn_unsupported(execution: ExecutionConfig) -> None:
 
 def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
                 intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
-                output_dir: Path) -> TFTrainedModel:
+                output_dir: Path, *, resume=None) -> TFTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
+
+    ``resume`` (a ``ptycho.workflows.resume.Checkpoint``) continues an interrupted run up to
+    ``config.nepochs`` epochs in total. A pending signal (``ptycho.workflows.interrupt``) or a
+    non-finite training loss raises :class:`~ptycho.workflows.interrupt.StopTraining` carrying
+    the best weights so far (and, for a signal, the resumable state).
 
     Parameters
     ----------
@@ -385,8 +467,8 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     ------
     InputError
         Ground truth needed (supervised, ``realspace_mae_weight > 0``) but missing.
-    FloatingPointError
-        The training loss became NaN or infinite.
+    ptycho.workflows.interrupt.StopTraining
+        Interrupted by a signal, or the training loss became NaN or infinite.
     """
     keras.utils.set_random_seed(config.seed)
     _warn_unsupported(execution)
@@ -414,15 +496,40 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
         trainer.compile(optimizer=optimizer, jit_compile=False)
         optimizer.build(pinn.trainable_variables)
         control = EpochControl(pinn, monitor, config)
-        callbacks: list = [NonFiniteLossGuard(), control]
+        step_control = StepControl()
+        initial_epoch = 0
+        if resume is not None:
+            _restore(resume, pinn, optimizer, control)
+            initial_epoch = resume.epochs_completed
+            for _ in range(initial_epoch):  # the shuffles of the completed epochs
+                train_set._rng.permutation(train_set.indices)
+        callbacks: list = [NonFiniteLossGuard(), control, step_control]
         if execution.logger == "csv":
             log_dir = Path(output_dir) / "logs"
             log_dir.mkdir(parents=True, exist_ok=True)
             callbacks.append(keras.callbacks.CSVLogger(str(log_dir / "metrics.csv")))
-        trainer.fit(train_set.dataset(),
-                    validation_data=val_set.dataset() if val_set is not None else None,
-                    epochs=config.nepochs, callbacks=callbacks, shuffle=False,
-                    verbose=1 if execution.progress_bar else 0)
+        try:
+            trainer.fit(train_set.dataset(),
+                        validation_data=val_set.dataset() if val_set is not None else None,
+                        epochs=config.nepochs, initial_epoch=initial_epoch, callbacks=callbacks,
+                        shuffle=False, verbose=1 if execution.progress_bar else 0)
+        except interrupt.SignalReceived as exc:
+            checkpoint = _checkpoint(pinn, optimizer, control)
+            if control.best_weights is not None:
+                for variable, value in zip(pinn.weights, control.best_weights):
+                    variable.assign(value)
+            raise interrupt.StopTraining(
+                "signal", f"training stopped by {interrupt.signal_name(exc.signum)} at epoch "
+                f"{step_control.epoch}, step {step_control.step}", signum=exc.signum,
+                model=TFTrainedModel(pinn, dict(control.history, best_epoch=control.best_epoch)),
+                checkpoint=checkpoint) from None
+        except FloatingPointError as exc:
+            model = None
+            if control.best_weights is not None:
+                for variable, value in zip(pinn.weights, control.best_weights):
+                    variable.assign(value)
+                model = TFTrainedModel(pinn, dict(control.history, best_epoch=control.best_epoch))
+            raise interrupt.StopTraining("nonfinite", str(exc), model=model) from None
     if control.best_weights is not None:
         for variable, value in zip(pinn.weights, control.best_weights):
             variable.assign(value)

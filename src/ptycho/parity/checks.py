@@ -1,0 +1,716 @@
+"""Numerical parity checks: each backend against :mod:`ptycho.physics` and against each other.
+
+Every check returns a list of :class:`CheckResult` rows (one per quantity, comparison and
+dtype). The tests in ``tests/parity/`` assert on exactly these rows, and ``ptychopinn parity``
+runs the same functions in the harness process to print the parity table.
+
+Groups of checks
+----------------
+component
+    The forward-model operations of each backend (extraction at sub-pixel positions,
+    re-extraction after the object_big merge, member patches without merge, illumination with
+    mask and smoothing, smoothing, far field, intensity scaling, Poisson NLL) on random complex
+    inputs with an asymmetric complex probe, in float32 and, where the backend op supports it,
+    float64. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
+model
+    A torch ``PtychoPINN`` with its random initial weights copied into the Keras model
+    (:mod:`ptycho.parity.weights`), both fed the same simulated batch: generator patches,
+    member patches, the patch on the group mean, predicted amplitudes, the training loss and
+    ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
+    torch -> Keras -> torch (exact).
+training
+    From the same initial weights, ``steps`` Adam steps on the same batches in both backends
+    (torch: ``PINNLightning._loss`` + ``torch.optim.Adam``; Keras:
+    ``PINNTrainer.compute_batch_loss`` + ``keras.optimizers.Adam`` with torch's epsilon);
+    the loss curves agree to 1e-3 (relative).
+
+Relative error is ``max|a - b| / max|b|`` with ``b`` the reference (NumPy float64 physics, or
+the TensorFlow result when the two backends are compared directly).
+
+Frameworks are imported inside the functions; a backend that is not installed gives rows with
+``error`` set instead of numbers (see :func:`run_checks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ptycho import physics
+
+TOL_F32 = 1e-5
+TOL_F64 = 1e-6
+TOL_MODEL = 1e-5
+TOL_CURVE = 1e-3
+
+TORCH = "pytorch"
+TF = "tensorflow"
+REFERENCE = "reference"
+
+# Which component ops each backend implements in float64 (the rest are float32 layers/ops).
+FLOAT64_OPS = {
+    TORCH: {"extraction", "member_shift", "merge_extract", "smoothing", "far_field", "poisson_nll"},
+    TF: {"extraction", "member_shift", "smoothing", "poisson_nll"},
+}
+
+
+@dataclass
+class CheckResult:
+    """One row of the parity table.
+
+    ``comparison`` is ``"pytorch vs reference"``, ``"tensorflow vs reference"`` or
+    ``"pytorch vs tensorflow"``; ``error`` is set (and the numbers are NaN) when the check
+    could not run.
+    """
+
+    group: str
+    quantity: str
+    comparison: str
+    dtype: str
+    max_abs: float
+    max_rel: float
+    tolerance: float
+    config: str = ""
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and math.isfinite(self.max_rel) and self.max_rel <= self.tolerance
+
+    def as_dict(self) -> dict:
+        row = dataclasses.asdict(self)
+        row["passed"] = self.passed
+        return row
+
+
+def compare(actual, expected) -> tuple[float, float]:
+    """``(max |a - e|, max |a - e| / max |e|)`` in float64 (a scalar compares as one value)."""
+    a = np.asarray(actual).astype(np.complex128 if np.iscomplexobj(actual) else np.float64)
+    e = np.asarray(expected).astype(np.complex128 if np.iscomplexobj(expected) else np.float64)
+    if a.shape != e.shape:
+        raise ValueError(f"shape mismatch: {a.shape} vs {e.shape}")
+    max_abs = float(np.max(np.abs(a - e))) if a.size else 0.0
+    scale = float(np.max(np.abs(e))) if e.size else 0.0
+    return max_abs, (max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else math.inf))
+
+
+def _row(group, quantity, comparison, dtype, actual, expected, tolerance, config="") -> CheckResult:
+    max_abs, max_rel = compare(actual, expected)
+    return CheckResult(group, quantity, comparison, dtype, max_abs, max_rel, tolerance, config)
+
+
+def _tol(dtype: str) -> float:
+    return TOL_F64 if dtype == "float64" else TOL_F32
+
+
+# ---------------------------------------------------------------------------------------------
+# Test data
+# ---------------------------------------------------------------------------------------------
+
+def random_complex(rng: np.random.Generator, shape) -> np.ndarray:
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def asymmetric_probe(N: int, rng: np.random.Generator) -> np.ndarray:
+    """An off-centre, anisotropic Gaussian probe with a non-symmetric phase (complex128).
+
+    No mirror or point symmetry, so that a flipped or transposed convention shows up.
+    """
+    axis = np.arange(N) - N / 2 + 0.5
+    yy, xx = np.meshgrid(axis, axis, indexing="ij")
+    x0, y0 = rng.uniform(-N / 16, N / 16, 2)
+    amplitude = np.exp(-0.5 * (((xx - x0) / (N / 7)) ** 2 + ((yy - y0) / (N / 10)) ** 2))
+    phase = 2 * np.pi * (0.6 * xx / N + 1.3 * (yy / N) ** 2 + 0.8 * xx * yy / N ** 2)
+    probe = amplitude * np.exp(1j * phase)
+    return probe + 0.02 * random_complex(rng, (N, N))
+
+
+def _smooth_object(rng: np.random.Generator, size: int) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    amplitude = gaussian_filter(rng.random((size, size)), 2)
+    amplitude = 0.5 + 0.5 * (amplitude - amplitude.min()) / max(np.ptp(amplitude), 1e-12)
+    phase = gaussian_filter(rng.standard_normal((size, size)), 3)
+    phase = 1.2 * phase / max(np.abs(phase).max(), 1e-12)
+    return amplitude * np.exp(1j * phase)
+
+
+@dataclass
+class SyntheticBatch:
+    """A simulated batch in the legacy layout (what both backends' trainers consume).
+
+    ``x`` (B, N, N, C) float32 normalised amplitudes X; ``offsets`` (B, 1, 2, C) float32
+    ``coords_relative``; ``probe`` (N, N) complex64 normalised; ``scale`` the dataset's s.
+    """
+
+    x: np.ndarray
+    offsets: np.ndarray
+    probe: np.ndarray
+    scale: float
+
+
+def synthetic_batches(N: int, gridsize: int, batch_size: int, n_batches: int = 1,
+                      seed: int = 0, nphotons: float = 1e5) -> list[SyntheticBatch]:
+    """Batches simulated with :mod:`ptycho.physics` at sub-pixel positions.
+
+    Each sample is a group of ``gridsize**2`` positions (a jittered square of side 6 px around
+    a jittered centre) on one smooth random complex object, illuminated by an
+    :func:`asymmetric_probe`; the amplitudes are normalised over all batches together.
+    """
+    rng = np.random.default_rng(seed)
+    channels = gridsize ** 2
+    size = N + 24
+    obj = _smooth_object(rng, size)
+    probe = physics.normalize_probe(asymmetric_probe(N, rng))
+    total = batch_size * n_batches
+    centres = size / 2 + rng.uniform(-5, 5, (total, 1, 2))
+    if gridsize == 1:
+        grid = np.zeros((1, 2))
+    else:
+        ticks = (np.arange(gridsize) - (gridsize - 1) / 2) * 6.0
+        grid = np.stack(np.meshgrid(ticks, ticks, indexing="ij")[::-1], -1).reshape(-1, 2)
+    coords = centres + grid[None] + (rng.uniform(-0.5, 0.5, (total, channels, 2))
+                                     if channels > 1 else 0.0)
+    flat = coords.reshape(-1, 2)
+    patches = physics.extract_patches(obj, flat[:, 0], flat[:, 1], N)
+    amplitude = physics.far_field_amplitude(physics.illuminate(patches, probe))
+    x = physics.normalize_diffraction(amplitude).reshape(total, channels, N, N)
+    x = np.ascontiguousarray(np.moveaxis(x, 1, -1)).astype(np.float32)
+    mean = coords.mean(axis=1, keepdims=True)
+    rel = -(coords - mean)                                        # legacy coords_relative
+    offsets = np.transpose(rel, (0, 2, 1))[:, None].astype(np.float32)  # (B, 1, 2, C)
+    scale = physics.intensity_scale(nphotons, N)
+    probe64 = probe.astype(np.complex64)
+    return [SyntheticBatch(x[i:i + batch_size], offsets[i:i + batch_size], probe64, scale)
+            for i in range(0, total, batch_size)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Backend adapters for the component ops (channels-first NumPy in, NumPy out)
+# ---------------------------------------------------------------------------------------------
+
+class _TorchOps:
+    name = TORCH
+
+    def __init__(self):
+        import torch
+
+        from ptycho.backends.pytorch import forward_model as fm
+
+        self.torch, self.fm = torch, fm
+
+    def _c(self, array, dtype):
+        return self.torch.as_tensor(np.asarray(array, np.complex128 if dtype == "float64"
+                                               else np.complex64))
+
+    def _r(self, array, dtype):
+        return self.torch.as_tensor(np.asarray(array, np.float64 if dtype == "float64"
+                                               else np.float32))
+
+    def translate(self, images, shifts, dtype):
+        return self.fm.translate(self._c(images, dtype), self._r(shifts, dtype)).numpy()
+
+    def merge_extract(self, patches, rel, pad_object, dtype):
+        members, centre = self.fm.merge_and_extract(self._c(patches, dtype), self._r(rel, dtype),
+                                                    pad_object)
+        return members.numpy(), centre.numpy()[:, 0]
+
+    def member_shift(self, obj, rel, dtype):
+        return self.fm.shift_single_patch(self._c(obj[:, None], dtype), self._r(rel, dtype)).numpy()
+
+    def illuminate(self, patches, probe, mask, sigma):
+        layer = self.fm.ProbeIllumination(probe, False, mask, sigma)
+        with self.torch.no_grad():
+            return layer(self._c(patches, "float32")).numpy()
+
+    def smooth(self, field, sigma, dtype):
+        return self.fm.smooth_field(self._c(field, dtype), sigma).numpy()
+
+    def far_field(self, psi, dtype):
+        return self.fm.far_field_amplitude(self._c(psi, dtype)).numpy()
+
+    def scaled_amplitude(self, amplitude, scale):
+        scaler = self.fm.IntensityScaler(scale, trainable=False)
+        with self.torch.no_grad():
+            return (self._r(amplitude, "float32") * scaler.scale()).numpy()
+
+    def poisson(self, pred, counts, dtype):
+        return float(self.fm.poisson_nll(self._r(pred, dtype), self._r(counts, dtype)))
+
+
+class _TFOps:
+    name = TF
+
+    def __init__(self):
+        from ptycho.backends import load_backend
+
+        load_backend(TF)
+        import tensorflow as tf
+
+        from ptycho.backends.tensorflow import forward_model as fm
+
+        self.tf, self.fm = tf, fm
+
+    def _c(self, array, dtype):
+        return self.tf.constant(np.asarray(array, np.complex128 if dtype == "float64"
+                                           else np.complex64))
+
+    def _r(self, array, dtype):
+        return self.tf.constant(np.asarray(array, np.float64 if dtype == "float64"
+                                           else np.float32))
+
+    @staticmethod
+    def _last(array):
+        return np.moveaxis(array, 1, -1)
+
+    @staticmethod
+    def _first(array):
+        return np.moveaxis(np.asarray(array), -1, 1)
+
+    def translate(self, images, shifts, dtype):
+        return self.fm.translate(self._c(images, dtype), self._r(shifts, dtype)).numpy()
+
+    def merge_extract(self, patches, rel, pad_object, dtype):
+        members, centre = self.fm.merge_and_extract(self._c(self._last(patches), dtype),
+                                                    self._r(rel, dtype), pad_object)
+        return self._first(members.numpy()), centre.numpy()[..., 0]
+
+    def member_shift(self, obj, rel, dtype):
+        return self._first(self.fm.shift_single_patch(self._c(obj[..., None], dtype),
+                                                      self._r(rel, dtype)).numpy())
+
+    def illuminate(self, patches, probe, mask, sigma):
+        layer = self.fm.ProbeIllumination(probe, probe_trainable=False, mask=mask,
+                                          smoothing_sigma=sigma)
+        return self._first(layer(self._c(self._last(patches), "float32")).numpy())
+
+    def smooth(self, field, sigma, dtype):
+        return self._first(self.fm.smooth_field(self._c(self._last(field), dtype), sigma).numpy())
+
+    def far_field(self, psi, dtype):
+        return self._first(self.fm.far_field_amplitude(self._c(self._last(psi), dtype)).numpy())
+
+    def scaled_amplitude(self, amplitude, scale):
+        scaler = self.fm.IntensityScaler(scale, scale_trainable=False)
+        return (self._r(amplitude, "float32") * scaler.scale()).numpy()
+
+    def poisson(self, pred, counts, dtype):
+        return float(self.fm.poisson_nll(self._r(pred, dtype), self._r(counts, dtype)))
+
+
+_OPS: dict[str, Callable] = {TORCH: _TorchOps, TF: _TFOps}
+_OPS_CACHE: dict[str, object] = {}
+
+
+def backend_ops(backend: str):
+    """The component-op adapter of ``backend`` (imports the framework on first use)."""
+    if backend not in _OPS_CACHE:
+        _OPS_CACHE[backend] = _OPS[backend]()
+    return _OPS_CACHE[backend]
+
+
+# ---------------------------------------------------------------------------------------------
+# Component checks
+# ---------------------------------------------------------------------------------------------
+
+def _component_rows(op: str, quantity: str, compute: Callable, reference, backends: Iterable[str],
+                    dtypes: Iterable[str] = ("float32", "float64"), config: str = "") -> list:
+    """Rows for ``compute(ops, dtype)`` of each backend vs ``reference``, plus torch vs tf."""
+    rows = []
+    results: dict[tuple[str, str], np.ndarray] = {}
+    backends = list(backends)
+    for dtype in dtypes:
+        for backend in backends:
+            if dtype == "float64" and op not in FLOAT64_OPS[backend]:
+                continue
+            value = compute(backend_ops(backend), dtype)
+            results[backend, dtype] = value
+            rows.append(_row("component", quantity, f"{backend} vs {REFERENCE}", dtype, value,
+                             reference, _tol(dtype), config))
+        if (TORCH, dtype) in results and (TF, dtype) in results:
+            rows.append(_row("component", quantity, f"{TORCH} vs {TF}", dtype,
+                             results[TORCH, dtype], results[TF, dtype], _tol(dtype), config))
+    return rows
+
+
+def check_extraction(backends=(TORCH, TF), seed: int = 0, N: int = 16) -> list[CheckResult]:
+    """Patches at sub-pixel scan positions of a random complex object.
+
+    Backend: ``translate`` the object by ``(N/2 - x, N/2 - y)`` and crop ``N x N`` (the patch
+    convention of design section 2); reference :func:`ptycho.physics.extract_patches`.
+    """
+    rng = np.random.default_rng(seed)
+    obj = random_complex(rng, (3 * N, 3 * N))
+    x = rng.uniform(N / 2, 2.5 * N, 6)
+    y = rng.uniform(N / 2, 2.5 * N, 6)
+    reference = physics.extract_patches(obj, x, y, N)
+    shifts = np.stack([N / 2 - x, N / 2 - y], axis=1)
+    images = np.repeat(obj[None], len(x), axis=0)
+
+    def compute(ops, dtype):
+        return ops.translate(images, shifts, dtype)[:, :N, :N]
+
+    return _component_rows("extraction", "extraction at sub-pixel positions", compute, reference,
+                           backends, config=f"N={N}, 6 positions")
+
+
+def check_member_shift(backends=(TORCH, TF), seed: int = 1, N: int = 16) -> list[CheckResult]:
+    """Member patches from one group-centred patch (object_big off): pad, shift by +rel, crop."""
+    rng = np.random.default_rng(seed)
+    obj = random_complex(rng, (3, N, N))
+    rel = rng.uniform(-3, 3, (3, 4, 2))
+    pad = physics.merge_padding_px(rel)
+    reference = np.stack([
+        physics.translate(np.repeat(np.pad(o, pad)[None], 4, axis=0), r)[:, pad:pad + N, pad:pad + N]
+        for o, r in zip(obj, rel)])
+
+    def compute(ops, dtype):
+        return ops.member_shift(obj, rel, dtype)
+
+    return _component_rows("member_shift", "member patches (object_big off)", compute, reference,
+                           backends, config=f"N={N}, B=3, C=4")
+
+
+def check_merge_extract(backends=(TORCH, TF), seed: int = 2, N: int = 16) -> list[CheckResult]:
+    """object_big merge on one canvas per sample and re-extraction (pad_object on and off)."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    patches = random_complex(rng, (3, 4, N, N))
+    rel = rng.uniform(-3, 3, (3, 4, 2))
+    for pad_object in (True, False):
+        reference = physics.merge_and_extract(patches, rel, pad_object)
+
+        def compute(ops, dtype, pad_object=pad_object):
+            return ops.merge_extract(patches, rel, pad_object, dtype)[0]
+
+        rows += _component_rows("merge_extract",
+                                f"object_big merge + re-extraction (pad_object={pad_object})",
+                                compute, reference, backends, config=f"N={N}, B=3, C=4")
+    return rows
+
+
+def check_illumination(backends=(TORCH, TF), seed: int = 3, N: int = 16) -> list[CheckResult]:
+    """``ProbeIllumination`` layer with an asymmetric complex probe, disk mask and smoothing."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    probe = asymmetric_probe(N, rng)
+    patches = random_complex(rng, (2, 3, N, N))
+    for mask, sigma in ((True, 0.7), (False, 0.0)):
+        reference = physics.illuminate(patches, probe, mask=mask, smoothing_sigma=sigma)
+
+        def compute(ops, dtype, mask=mask, sigma=sigma):
+            return ops.illuminate(patches, probe, mask, sigma)
+
+        rows += _component_rows("illumination",
+                                f"illumination (mask={mask}, smoothing sigma={sigma})",
+                                compute, reference, backends, dtypes=("float32",),
+                                config=f"N={N}, asymmetric complex probe")
+    return rows
+
+
+def check_smoothing(backends=(TORCH, TF), seed: int = 4, N: int = 16) -> list[CheckResult]:
+    rng = np.random.default_rng(seed)
+    field_ = random_complex(rng, (2, 3, N, N))
+    reference = physics.smooth_field(field_, 0.8)
+
+    def compute(ops, dtype):
+        return ops.smooth(field_, 0.8, dtype)
+
+    return _component_rows("smoothing", "smoothing of the illuminated field (sigma=0.8)",
+                           compute, reference, backends, config=f"N={N}")
+
+
+def check_far_field(backends=(TORCH, TF), seed: int = 5, N: int = 16) -> list[CheckResult]:
+    rng = np.random.default_rng(seed)
+    psi = random_complex(rng, (2, 3, N, N))
+    reference = physics.far_field_amplitude(psi)
+
+    def compute(ops, dtype):
+        return ops.far_field(psi, dtype)
+
+    return _component_rows("far_field", "far-field amplitude |fftshift(fft2)|/N", compute,
+                           reference, backends, config=f"N={N}")
+
+
+def check_intensity_scaling(backends=(TORCH, TF), seed: int = 6, N: int = 64) -> list[CheckResult]:
+    """``IntensityScaler`` (exp of the stored log s) times the amplitude, and the counts."""
+    rng = np.random.default_rng(seed)
+    psi = physics.illuminate(random_complex(rng, (2, 1, N, N)), asymmetric_probe(N, rng))
+    amplitude = physics.far_field_amplitude(psi)
+    scale = physics.intensity_scale(1e6, N)
+    rows = _component_rows("scaling", "scaled amplitude s*A", lambda ops, dtype:
+                           ops.scaled_amplitude(amplitude, scale), scale * amplitude, backends,
+                           dtypes=("float32",), config=f"N={N}, nphotons=1e6")
+    rows += _component_rows("scaling", "expected counts (s*A)^2", lambda ops, dtype:
+                            ops.scaled_amplitude(amplitude, scale) ** 2, (scale * amplitude) ** 2,
+                            backends, dtypes=("float32",), config=f"N={N}, nphotons=1e6")
+    return rows
+
+
+def check_poisson_nll(backends=(TORCH, TF), seed: int = 7) -> list[CheckResult]:
+    rng = np.random.default_rng(seed)
+    pred = rng.uniform(0.1, 50, (4, 16, 16))
+    counts = rng.poisson(pred).astype(float)
+    reference = physics.poisson_nll(pred, counts)
+
+    def compute(ops, dtype):
+        return ops.poisson(pred, counts, dtype)
+
+    return _component_rows("poisson_nll", "Poisson NLL (mean)", compute, reference, backends,
+                           config="4x16x16 counts")
+
+
+COMPONENT_CHECKS = (check_extraction, check_member_shift, check_merge_extract,
+                    check_illumination, check_smoothing, check_far_field,
+                    check_intensity_scaling, check_poisson_nll)
+
+
+def component_checks(backends=(TORCH, TF)) -> list[CheckResult]:
+    """Every component check for ``backends``."""
+    rows = []
+    for check in COMPONENT_CHECKS:
+        rows += check(backends)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Model checks (weights transferred torch -> Keras)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ModelCase:
+    N: int = 64
+    gridsize: int = 1
+    object_big: bool = True
+    probe_big: bool = True
+    n_filters_scale: int = 1
+
+    def model_config(self):
+        from ptycho.config.config import ModelConfig
+
+        return ModelConfig(N=self.N, gridsize=self.gridsize, object_big=self.object_big,
+                           probe_big=self.probe_big, n_filters_scale=self.n_filters_scale)
+
+    def label(self) -> str:
+        return (f"N={self.N} gs={self.gridsize} object_big={'on' if self.object_big else 'off'} "
+                f"probe_big={'on' if self.probe_big else 'off'}")
+
+
+MODEL_CASES = tuple(ModelCase(N, gs, ob, pb) for N in (64, 128) for gs in (1, 2)
+                    for ob in (True, False) for pb in (True, False))
+
+
+def _torch_pair(case: ModelCase, batch: SyntheticBatch, seed: int, train_config=None):
+    """A torch PINN (seeded random init), its Lightning module, and the Keras copy."""
+    import torch
+
+    from ptycho.backends import load_backend
+    from ptycho.backends.pytorch.lightning_module import PINNLightning
+    from ptycho.backends.pytorch.model import PtychoPINN as TorchPINN
+    from ptycho.config.config import TrainingConfig
+
+    load_backend(TF)
+    from ptycho.backends.tensorflow.model import PtychoPINN as KerasPINN
+    from ptycho.backends.tensorflow.training import PINNTrainer
+    from ptycho.parity.weights import load_state_into_keras, state_from_torch
+
+    cfg = case.model_config()
+    train_config = train_config or TrainingConfig(model=cfg)
+    torch.manual_seed(seed)
+    module = TorchPINN(cfg, batch.probe, batch.scale)
+    lit = PINNLightning(module, train_config, batch.scale)
+    pinn = KerasPINN(cfg, batch.probe, batch.scale)
+    load_state_into_keras(pinn, state_from_torch(module))
+    trainer = PINNTrainer(pinn, train_config, batch.scale)
+    return module, lit, pinn, trainer
+
+
+def _torch_batch(batch: SyntheticBatch) -> dict:
+    import torch
+
+    from ptycho.backends.pytorch.model import offsets_to_torch
+
+    return {"x": torch.from_numpy(np.ascontiguousarray(np.moveaxis(batch.x, -1, 1))),
+            "rel": torch.from_numpy(offsets_to_torch(batch.offsets))}
+
+
+def check_model(case: ModelCase, seed: int = 0, batch_size: int = 2) -> list[CheckResult]:
+    """Forward pass, loss and predict of both backends with the same (transferred) weights."""
+    import torch
+
+    from ptycho.backends.pytorch.trained_model import TorchTrainedModel
+    from ptycho.backends.tensorflow.training import TFTrainedModel
+    from ptycho.parity.weights import load_state_into_torch, state_from_keras, state_from_torch
+
+    batch = synthetic_batches(case.N, case.gridsize, batch_size, seed=seed)[0]
+    module, lit, pinn, trainer = _torch_pair(case, batch, seed)
+    tb = _torch_batch(batch)
+    with torch.no_grad():
+        out = module(tb["x"] * batch.scale, tb["rel"])
+        torch_loss = float(lit._loss(tb))
+    keras_out = pinn.forward(batch.x * np.float32(batch.scale), batch.offsets)
+    keras_loss = float(trainer.compute_batch_loss((batch.x, batch.offsets)))
+
+    def last(t):
+        return np.moveaxis(t.detach().cpu().numpy(), 1, -1)
+
+    label = case.label()
+    cmp = f"{TORCH} vs {TF}"
+    rows = [
+        _row("model", "generator object patches", cmp, "float32", last(out.patches),
+             keras_out["patches"].numpy(), TOL_MODEL, label),
+        _row("model", "member patches (after object_big)", cmp, "float32",
+             last(out.member_patches), keras_out["member_patches"].numpy(), TOL_MODEL, label),
+        _row("model", "predicted amplitude s*A", cmp, "float32", last(out.amplitude),
+             keras_out["amplitude"].numpy(), TOL_MODEL, label),
+        _row("model", "training loss (Poisson NLL)", cmp, "float32", torch_loss, keras_loss,
+             TOL_MODEL, label),
+    ]
+    inputs = [batch.x * np.float32(batch.scale), batch.offsets]
+    torch_pred = TorchTrainedModel(module).predict(inputs)
+    keras_pred = TFTrainedModel(pinn).predict(inputs)
+    rows.append(_row("model", "predict: object patch on the group mean", cmp, "float32",
+                     torch_pred, keras_pred, TOL_MODEL, label))
+    # Round trip torch -> Keras -> torch must be exact.
+    original = state_from_torch(module)
+    from ptycho.backends.pytorch.model import PtychoPINN as TorchPINN
+
+    back = TorchPINN(case.model_config(), batch.probe, batch.scale)
+    load_state_into_torch(back, state_from_keras(pinn))
+    returned = state_from_torch(back)
+    worst = max(compare(returned[k], original[k])[0] for k in original)
+    rows.append(CheckResult("model", "weights round trip torch -> keras -> torch",
+                            "max |difference| over all weights", "float32", worst,
+                            worst / max(float(np.max(np.abs(v))) for v in original.values()),
+                            0.0, label))
+    return rows
+
+
+def model_checks(cases: Iterable[ModelCase] = MODEL_CASES) -> list[CheckResult]:
+    rows = []
+    for case in cases:
+        rows += check_model(case)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Training parity: loss curves of the same optimiser steps
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class LossCurves:
+    torch: list[float] = field(default_factory=list)
+    tensorflow: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20, batch_size: int = 4,
+                n_batches: int = 5, seed: int = 0) -> LossCurves:
+    """Loss of each of ``steps`` Adam steps in both backends from the same initial weights.
+
+    The batches cycle through ``n_batches`` simulated batches; learning rate, betas and
+    epsilon are the training defaults (``TrainingConfig.learning_rate``, torch's eps 1e-8).
+    Loss ``k`` is evaluated with the weights after ``k`` updates.
+    """
+    import keras
+    import tensorflow as tf
+    import torch
+
+    from ptycho.backends.tensorflow.training import ADAM_EPSILON
+    from ptycho.config.config import TrainingConfig
+
+    start = time.perf_counter()
+    batches = synthetic_batches(case.N, case.gridsize, batch_size, n_batches, seed=seed)
+    train_config = TrainingConfig(model=case.model_config())
+    module, lit, pinn, trainer = _torch_pair(case, batches[0], seed, train_config)
+    params = [p for p in module.parameters() if p.requires_grad]
+    torch_opt = torch.optim.Adam(params, lr=train_config.learning_rate)
+    variables = pinn.trainable_variables
+    keras_opt = keras.optimizers.Adam(learning_rate=train_config.learning_rate,
+                                      epsilon=ADAM_EPSILON)
+    keras_opt.build(variables)
+
+    @tf.function(reduce_retracing=True)
+    def keras_step(x, offsets):
+        with tf.GradientTape() as tape:
+            loss = trainer.compute_batch_loss((x, offsets))
+        grads = tape.gradient(loss, variables)
+        keras_opt.apply_gradients([(g, v) for g, v in zip(grads, variables) if g is not None])
+        return loss
+
+    curves = LossCurves()
+    for step in range(steps):
+        batch = batches[step % len(batches)]
+        torch_opt.zero_grad()
+        loss = lit._loss(_torch_batch(batch))
+        loss.backward()
+        torch_opt.step()
+        curves.torch.append(float(loss.detach()))
+        curves.tensorflow.append(float(keras_step(tf.constant(batch.x),
+                                                  tf.constant(batch.offsets))))
+    curves.seconds = time.perf_counter() - start
+    return curves
+
+
+def check_loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20) -> list[CheckResult]:
+    curves = loss_curves(case, steps)
+    label = f"{case.label()}, {steps} Adam steps"
+    torch_curve, keras_curve = np.asarray(curves.torch), np.asarray(curves.tensorflow)
+    relative = np.abs(torch_curve - keras_curve) / np.abs(keras_curve)
+    row = CheckResult("training", "loss curve (per step)", f"{TORCH} vs {TF}", "float32",
+                      float(np.max(np.abs(torch_curve - keras_curve))), float(np.max(relative)),
+                      TOL_CURVE, label)
+    return [row]
+
+
+# ---------------------------------------------------------------------------------------------
+# Everything, for the harness
+# ---------------------------------------------------------------------------------------------
+
+def _unavailable(group: str, quantity: str, backend: str, error: str) -> CheckResult:
+    return CheckResult(group, quantity, f"{backend}", "-", math.nan, math.nan, math.nan,
+                       error=error)
+
+
+def available_backends() -> tuple[list[str], dict[str, str]]:
+    """``(usable backends, {backend: error})``, importing each backend once."""
+    from ptycho.backends import load_backend
+
+    usable, errors = [], {}
+    for backend in (TORCH, TF):
+        try:
+            load_backend(backend)
+            backend_ops(backend)
+            usable.append(backend)
+        except Exception as exc:    # report the exact error, whatever it is
+            errors[backend] = f"{type(exc).__name__}: {exc}"
+    return usable, errors
+
+
+def run_checks(quick: bool = True, loss_curve_steps: int = 20) -> list[CheckResult]:
+    """The parity table: component checks, model checks and the loss-curve check.
+
+    ``quick`` runs the model checks on the N=64 cases and one N=128 case (the tests run all
+    16); the full set otherwise. A backend that cannot be imported yields rows with ``error``.
+    """
+    usable, errors = available_backends()
+    rows: list[CheckResult] = []
+    for backend, error in errors.items():
+        rows.append(_unavailable("component", "all component checks", backend, error))
+    rows += component_checks(usable) if usable else []
+    if errors:
+        for backend, error in errors.items():
+            rows.append(_unavailable("model", "model and training checks (need both backends)",
+                                     backend, error))
+        return rows
+    cases = MODEL_CASES if not quick else tuple(
+        c for c in MODEL_CASES if c.N == 64) + (ModelCase(128, 2, True, True),)
+    rows += model_checks(cases)
+    if loss_curve_steps:
+        rows += check_loss_curves(ModelCase(gridsize=2), loss_curve_steps)
+    return rows
