@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Optional
 
 import numpy as np
 
@@ -34,10 +33,10 @@ def require_geometry(pixel_size_m, photon_energy_eV, detector_distance_m) -> Non
 
 
 def reconstruction_product(stitched: StitchedObject, scan: Scan, *,
-                           reference: Optional[Product] = None,
-                           pixel_size_m: Optional[float] = None,
-                           photon_energy_eV: Optional[float] = None,
-                           detector_distance_m: Optional[float] = None,
+                           reference: Product | None = None,
+                           pixel_size_m: float | None = None,
+                           photon_energy_eV: float | None = None,
+                           detector_distance_m: float | None = None,
                            name: str = "ptychopinn") -> Product:
     """A product whose object is ``stitched`` placed at the right world position.
 

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from ptycho.backends.architecture import BORDER_CHANNELS, filter_ladder
 from ptycho.config.config import ModelConfig
 
+
 def _conv(c_in: int, c_out: int) -> nn.Conv2d:
     conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
     nn.init.xavier_uniform_(conv.weight)  # Glorot-uniform kernels, zero biases (Keras defaults)

@@ -38,6 +38,7 @@ import tensorflow as tf
 from ptycho.backends.architecture import BORDER_CHANNELS, filter_ladder
 from ptycho.config.config import ModelConfig
 
+
 def _conv(filters: int, name: str) -> keras.layers.Conv2D:
     """3x3 'same' convolution, Glorot-uniform kernel, zero bias, no activation."""
     return keras.layers.Conv2D(filters, 3, padding="same", kernel_initializer="glorot_uniform",
