@@ -20,6 +20,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
 import stat
 import zipfile
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.errors import ArchiveError
+from ptycho.errors import ArchiveError, InputError
 from ptycho.fileio import atomic_path
 
 ARCHIVE_NAME = "wts.h5.zip"
@@ -154,21 +155,32 @@ def _check_member_name(name: str, source: str) -> None:
                            "only top-level members")
 
 
+KNOWN_MEMBERS = (MANIFEST_NAME, PROBE_NAME, *PAYLOAD_NAMES)
+
+
 def _read_zip_members(path: Path) -> dict[str, bytes]:
+    """The known members of a zip archive (others are checked but never read)."""
     source = str(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except Exception as exc:  # any failure to parse the zip structure
         raise ArchiveError("unreadable archive", source, "a valid wts.h5.zip",
                            type(exc).__name__) from None
     members: dict[str, bytes] = {}
     with archive:
+        seen: set[str] = set()
         for info in archive.infolist():
             _check_member_name(info.filename, source)
+            if info.filename in seen:
+                raise ArchiveError("duplicate member", f"{source}:{info.filename}",
+                                   "each member once")
+            seen.add(info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise ArchiveError("symbolic link in archive", f"{source}:{info.filename}",
                                    "regular files only")
+            if info.filename not in KNOWN_MEMBERS:
+                continue
             limit = MAX_MANIFEST_BYTES if info.filename == MANIFEST_NAME else MAX_MEMBER_BYTES
             if info.file_size > limit:
                 raise ArchiveError("oversized member", f"{source}:{info.filename}",
@@ -176,7 +188,7 @@ def _read_zip_members(path: Path) -> dict[str, bytes]:
             try:
                 with archive.open(info) as handle:
                     data = handle.read(limit + 1)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            except Exception as exc:  # bad CRC, zlib error, encryption, unknown compression
                 raise ArchiveError("corrupt member", f"{source}:{info.filename}",
                                    "an intact archive", type(exc).__name__) from None
             if len(data) > limit:
@@ -187,15 +199,61 @@ def _read_zip_members(path: Path) -> dict[str, bytes]:
 
 
 def _read_dir_members(path: Path) -> dict[str, bytes]:
+    """The known members of an extracted archive folder (other files are ignored)."""
     members: dict[str, bytes] = {}
-    for child in path.iterdir():
+    for name in KNOWN_MEMBERS:
+        child = path / name
         if child.is_symlink():
             raise ArchiveError("symbolic link in archive", str(child), "regular files only")
         if child.is_file():
-            if child.stat().st_size > MAX_MEMBER_BYTES:
-                raise ArchiveError("oversized member", str(child), f"at most {MAX_MEMBER_BYTES} bytes")
-            members[child.name] = child.read_bytes()
+            limit = MAX_MANIFEST_BYTES if name == MANIFEST_NAME else MAX_MEMBER_BYTES
+            try:
+                size = child.stat().st_size
+                if size > limit:
+                    raise ArchiveError("oversized member", str(child), f"at most {limit} bytes",
+                                       f"{size} bytes")
+                members[name] = child.read_bytes()
+            except OSError as exc:
+                raise ArchiveError("unreadable member", str(child), "a readable file",
+                                   type(exc).__name__) from None
     return members
+
+
+def _is_positive_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
+
+
+def _check_manifest(manifest: dict, where: str) -> None:
+    """Refuse a manifest the loaders could not use (before anything is built from it)."""
+    from ptycho.config.config import BACKENDS, ModelConfig, validate_model_config
+
+    backend = manifest.get("backend")
+    if backend not in BACKENDS:
+        raise ArchiveError("unknown backend", f"{where}:backend", f"one of {', '.join(BACKENDS)}",
+                           repr(backend))
+    config = manifest.get("model_config")
+    if not isinstance(config, dict):
+        raise ArchiveError("invalid manifest", f"{where}:model_config",
+                           "an object of ModelConfig settings", type(config).__name__)
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(str(key) for key in config if key not in known)
+    if unknown:
+        raise ArchiveError("unknown model setting", f"{where}:model_config.{unknown[0]}",
+                           "the ModelConfig fields of this ptychopinn version (a newer version "
+                           "wrote it? upgrade ptychopinn)", repr(unknown[0]))
+    try:
+        validate_model_config(ModelConfig(**config))
+    except InputError as exc:
+        field = exc.where.rsplit(".", 1)[-1]
+        raise ArchiveError("invalid model setting", f"{where}:model_config.{field}", exc.expected,
+                           exc.actual) from None
+    if not _is_positive_number(manifest.get("intensity_scale")):
+        raise ArchiveError("invalid manifest", f"{where}:intensity_scale", "a finite number > 0",
+                           repr(manifest.get("intensity_scale")))
+    if not isinstance(manifest.get("history", {}), dict):
+        raise ArchiveError("invalid manifest", f"{where}:history", "an object of per-epoch lists",
+                           type(manifest.get("history")).__name__)
 
 
 def read_archive(path: str | Path) -> ModelArchive:
@@ -232,11 +290,19 @@ def read_archive(path: str | Path) -> ModelArchive:
             raise ArchiveError("checksum mismatch", f"{source}:{name}",
                                "the sha256 recorded in the manifest (the archive is damaged or was "
                                "modified)")
+    _check_manifest(manifest, f"{source}:{MANIFEST_NAME}")
     try:
         probe = np.load(io.BytesIO(members[PROBE_NAME]), allow_pickle=False)
-    except ValueError as exc:
+    except Exception as exc:  # ValueError, EOFError, ... from a malformed .npy
         raise ArchiveError("invalid probe", f"{source}:{PROBE_NAME}", "a complex .npy array",
-                           str(exc)) from None
+                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    n = manifest["model_config"].get("N", 64)
+    if not isinstance(probe, np.ndarray) or probe.shape != (n, n) or probe.dtype.kind not in "fc" \
+            or not np.all(np.isfinite(probe)):
+        raise ArchiveError("invalid probe", f"{source}:{PROBE_NAME}",
+                           f"a finite complex ({n}, {n}) array like the model's N",
+                           f"{getattr(probe, 'dtype', '?')} array of shape "
+                           f"{getattr(probe, 'shape', '?')}")
     return ModelArchive(manifest=manifest, probe=probe, payload=members[payload_name], source=source)
 
 
@@ -251,7 +317,14 @@ def load_trained_model(path: str | Path, backend: str | None = None):
     made_by = archive.manifest.get("backend")
     if backend is not None and backend != made_by:
         raise ArchiveError("backend mismatch", archive.source,
-                           f"an archive of the '{backend}' backend; this one was made by '{made_by}' "
-                           f"(load it with --backend {made_by})")
+                           f"an archive of the '{backend}' backend; this one was made by the "
+                           f"'{made_by}' backend (load it with --backend {made_by}, or convert it "
+                           f"with: ptychopinn convert --to {backend} {path} OUT_DIR)")
     module = load_backend(made_by)
-    return module.load_model(archive.manifest, archive.payload, archive.probe), archive
+    try:
+        model = module.load_model(archive.manifest, archive.payload, archive.probe)
+    except ArchiveError as exc:  # name the archive, not just the member
+        where = exc.where if exc.where.startswith(archive.source) else \
+            f"{archive.source}:{exc.where}"
+        raise ArchiveError(exc.what, where, exc.expected, exc.actual) from None
+    return model, archive

@@ -16,7 +16,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_option(parser, "model_path", type=str, required=True,
                help="training output folder, wts.h5.zip, or an extracted archive folder")
     add_option(parser, "test_data", "--test_data_file", "--test-data-file", type=str, required=True,
-               help="scan to reconstruct (.npz)")
+               help="scan to reconstruct (.npz or .h5)")
     add_option(parser, "output_dir", type=str, default="inference_outputs",
                help="output folder (default: inference_outputs)")
     add_option(parser, "batch_size", type=int, default=256, help="samples per predict batch (default: 256)")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ptycho.archive import load_trained_model
-    from ptycho.data.npz import read_scan_npz
+    from ptycho.data.io import read_scan
     from ptycho.errors import InputError
     from ptycho.workflows import inference
 
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             require_geometry(args.pixel_size_m, args.photon_energy_ev, args.detector_distance_m)
     if args.n_groups is not None:
         log.warning("--n_groups/--n_images is ignored: inference covers every scan position")
-    scan = read_scan_npz(args.test_data, args.measurement)
+    scan = read_scan(args.test_data, args.measurement)
     model, archive = load_trained_model(args.model_path, backend=args.backend)
     result = inference.reconstruct(model, scan, batch_size=args.batch_size,
                                    neighbor_count=args.neighbor_count, crop_px=args.crop_px)

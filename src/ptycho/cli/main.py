@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("simulate", "inspect", "evaluate", "train", "infer")
+COMMANDS = ("simulate", "inspect", "evaluate", "train", "infer", "convert", "parity")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -57,14 +57,19 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``ptychopinn`` command; return the exit status."""
-    from ptycho.errors import InputError, TrainingDiverged, TrainingInterrupted
+    from ptycho.errors import (
+        BackendUnavailableError,
+        InputError,
+        TrainingDiverged,
+        TrainingInterrupted,
+    )
 
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.debug, args.quiet)
     try:
         return int(args._run(args) or 0)
-    except InputError as exc:
+    except (InputError, BackendUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         if args.debug:
             raise

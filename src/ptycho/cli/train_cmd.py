@@ -35,7 +35,10 @@ def configs_from_args(args: argparse.Namespace):
     from ptycho.config.files import build_execution_config, build_training_config, load_config_file
 
     file_values = load_config_file(args.config) if args.config else None
-    config = build_training_config(collect(args, training_flag_names()), file_values)
+    flags = collect(args, training_flag_names())
+    config = build_training_config(flags, file_values)
+    if flags.get("N") is None and "N" not in (file_values or {}):
+        config.model.N = 0  # "default: from the data" (fixed when the scan is read)
     execution = build_execution_config(collect(args, execution_flag_names()), file_values)
     execution.progress_bar = execution.progress_bar and not args.quiet
     return config, execution
@@ -60,7 +63,7 @@ def resume_configs_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ptycho.data.npz import read_scan_npz
+    from ptycho.data.io import read_scan
     from ptycho.workflows import inference, training
 
     checkpoint = None
@@ -72,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_dir(output_dir, "--output_dir")
     test_scan = None
     if config.test_data_file is not None:
-        test_scan = read_scan_npz(config.test_data_file, config.measurement)
+        test_scan = read_scan(config.test_data_file, config.measurement)
     result = training.train(config, execution, resume=checkpoint)
+    if not result.is_global_zero:  # a non-zero DDP rank: rank 0 writes and reports
+        return 0
     print(f"model written to {result.archive_path}")
     summary = result.history
     if summary.get("train_loss"):

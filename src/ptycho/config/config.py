@@ -90,7 +90,9 @@ class TrainingConfig:
 
     ``nphotons=None`` (the default) takes the measured mean photon count per pattern, so that
     the Poisson model matches the real noise. ``n_groups=None`` anchors a group at every scan
-    position. ``n_images`` is a deprecated alias of ``n_groups``.
+    position. ``n_images`` is a deprecated alias of ``n_groups``. ``init_weights`` names a
+    model archive (either backend, same network configuration) whose generator weights
+    replace the random initialisation (``ptychopinn parity`` starts both backends from it).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -124,6 +126,7 @@ class TrainingConfig:
     measurement: str = "auto"
     output_dir: Path = Path("training_outputs")
     backend: Literal["pytorch", "tensorflow"] = "pytorch"
+    init_weights: Path | None = None
 
     def __post_init__(self) -> None:
         _apply_n_images_alias(self)

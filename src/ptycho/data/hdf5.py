@@ -3,8 +3,8 @@
 Layout (all datasets at the file root; see ``docs/data-formats.md``)
 --------------------------------------------------------------------
 Required: ``xcoords``, ``ycoords`` (M,), ``diffraction`` (alias ``diff3d``) (M, N, N) or
-(M, N, N, 1), best chunked along M (e.g. ``chunks=(64, N, N)``), ``probeGuess`` (N, N) or
-(modes, N, N).
+(M, N, N, 1), best chunked along M (e.g. ``chunks=(64, N, N)``; (N, N, M) is accepted but
+always read into memory), ``probeGuess`` (N, N) or (modes, N, N).
 Optional: ``objectGuess`` (H, W), ``xcoords_start``, ``ycoords_start``, ``scan_index`` (M,),
 ``bad_pixels`` (N, N), and the measurement domain 'amplitude' or 'intensity' as a root
 attribute ``measurement`` (or a scalar string dataset of that name).

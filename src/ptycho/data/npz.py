@@ -21,7 +21,6 @@ shares this validation.
 from __future__ import annotations
 
 import logging
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +40,28 @@ def _describe(array: np.ndarray) -> str:
     return f"{array.dtype} array of shape {tuple(array.shape)}"
 
 
+def _first_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (at most 200 characters) for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+
+
+def _check_duplicate_positions(xcoords: np.ndarray, ycoords: np.ndarray, where: str) -> None:
+    """Refuse exactly repeated (x, y) positions, naming the first repeated pair."""
+    if len(xcoords) < 2:
+        return
+    _, first, inverse = np.unique(np.column_stack([xcoords, ycoords]), axis=0,
+                                  return_index=True, return_inverse=True)
+    repeats = np.flatnonzero(first[inverse.reshape(-1)] != np.arange(len(xcoords)))
+    if repeats.size:
+        j = int(repeats[0])
+        i = int(first[inverse.reshape(-1)[j]])
+        raise InputError("duplicate scan positions", where,
+                         "distinct (x, y) positions, one pattern each",
+                         f"positions {i} and {j} both at (x={xcoords[i]:.6g}, y={ycoords[i]:.6g}); "
+                         f"{repeats.size} repeated in all")
+
+
 class _NpzReader:
     """Lazy, pickle-free access to the arrays of one NPZ with file-and-key error messages."""
 
@@ -53,9 +74,9 @@ class _NpzReader:
             raise InputError("file not found", str(path), "an existing .npz scan file") from None
         except IsADirectoryError:
             raise InputError("not a file", str(path), "a .npz scan file", "a directory") from None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except Exception as exc:  # not a zip, truncated, encrypted, unsupported compression...
             raise InputError("unreadable NPZ", str(path), "a valid NumPy .npz archive",
-                             type(exc).__name__ + ": " + str(exc).splitlines()[0]) from None
+                             _first_line(exc)) from None
         self.keys = set(self._npz.files)
 
     def get(self, key: str) -> np.ndarray | None:
@@ -68,8 +89,8 @@ class _NpzReader:
                 raise InputError("pickled object array", f"{self.name}:{key}",
                                  "a plain numeric array (pickles are never loaded)") from None
             raise InputError("unreadable array", f"{self.name}:{key}", "a valid .npy member",
-                             str(exc).splitlines()[0]) from None
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                             _first_line(exc)) from None
+        except Exception as exc:  # bad CRC, zlib error, truncated member, absurd header...
             raise InputError("corrupt member", f"{self.name}:{key}", "a readable .npy member",
                              type(exc).__name__) from None
 
@@ -146,7 +167,12 @@ def _probe(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
                          _describe(array))
     if not np.any(array):
         raise InputError("all-zero probe", where, "a probe with non-zero values")
-    return array.astype(np.complex64)
+    with np.errstate(over="ignore"):
+        probe = array.astype(np.complex64)
+    if not np.all(np.isfinite(probe)):
+        raise InputError("values out of range", where, "magnitudes within the complex64 range "
+                         "(< 3.4e38)", f"max |value| {np.abs(array).max():.3g}")
+    return probe
 
 
 def resolve_measurement(reader_keys: set[str], file_value: str | None, dtype: np.dtype,
@@ -219,6 +245,7 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
     if len(xcoords) == 0:
         raise InputError("empty scan", f"{name}:xcoords", "at least one scan position", "0")
     n_positions = len(xcoords)
+    _check_duplicate_positions(xcoords, ycoords, f"{name}:xcoords/ycoords")
 
     diff_key = next((k for k in DIFFRACTION_KEYS if k in reader.keys), None)
     if diff_key is None:
@@ -260,10 +287,15 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
     if stored is not None:
         diffraction = _lazy.LazyPatterns(stored, intensity=domain == "intensity")
         _lazy.validate_patterns(diffraction, where)
-    elif domain == "intensity":
-        diffraction = np.sqrt(raw.astype(np.float64)).astype(np.float32)
+    elif domain == "intensity":  # chunk by chunk: no float64 copy of the whole stack
+        diffraction = np.empty(raw.shape, np.float32)
+        for lo, chunk in _lazy.iter_chunks(raw):
+            diffraction[lo:lo + len(chunk)] = np.sqrt(chunk.astype(np.float64))
     else:
         diffraction = raw.astype(np.float32, copy=False)
+    if stored is None and raw.dtype.itemsize > 4 and not np.all(np.isfinite(diffraction)):
+        raise InputError("values out of range", where, "patterns within the float32 range "
+                         "(< 3.4e38 after conversion to amplitude)", f"max {np.max(raw):.3g}")
     if domain == "intensity":
         note = f"{name}: diffraction read as intensity (counts) because of {reason}; converted to amplitude"
     else:
@@ -282,6 +314,7 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
     scan_index = reader.get("scan_index")
     if scan_index is not None:
         scan_index = np.asarray(scan_index).reshape(-1)
+        _check_real_finite(scan_index, f"{name}:scan_index", allow_empty=True)
         if len(scan_index) != n_positions:
             raise InputError("length mismatch", f"{name}:scan_index", f"{n_positions} values",
                              f"{len(scan_index)} values")
@@ -294,7 +327,11 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
         object_guess = np.squeeze(object_guess)
         if object_guess.ndim != 2:
             raise InputError("wrong shape", where, "a 2-D complex object (H, W)", _describe(object_guess))
-        object_guess = object_guess.astype(np.complex64)
+        with np.errstate(over="ignore"):
+            object_guess = object_guess.astype(np.complex64)
+        if not np.all(np.isfinite(object_guess)):
+            raise InputError("values out of range", where,
+                             "magnitudes within the complex64 range (< 3.4e38)")
         height, width = object_guess.shape
         outside = (xcoords < 0) | (xcoords > width - 1) | (ycoords < 0) | (ycoords > height - 1)
         if np.any(outside):
@@ -306,6 +343,9 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
 
     bad_pixels = reader.get("bad_pixels")
     if bad_pixels is not None:
+        if bad_pixels.dtype.kind not in "biuf":
+            raise InputError("wrong dtype", f"{name}:bad_pixels", "a boolean or numeric mask",
+                             str(bad_pixels.dtype))
         bad_pixels = np.asarray(bad_pixels).astype(bool)
         if bad_pixels.shape != tuple(pattern_shape):
             raise InputError("wrong shape", f"{name}:bad_pixels",

@@ -267,3 +267,24 @@ def load_initial_weights(module, path: str | Path) -> None:
         load_state_into_torch(module, state, generator_only=True, where=where)
     else:
         load_state_into_keras(module, state, generator_only=True, where=where)
+
+
+def prediction_difference(first, second, batch_size: int = 2, seed: int = 0) -> tuple[float, float]:
+    """``(max abs, max relative)`` difference of two models' predictions on a random batch.
+
+    The batch is ``batch_size`` random normalised amplitudes (times the first model's
+    intensity scale) with random sub-pixel group offsets; relative to ``max |second|``.
+    """
+    cfg = first.model_config
+    channels = cfg.gridsize ** 2
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 2.0, (batch_size, cfg.N, cfg.N, channels)).astype(np.float32)
+    offsets = rng.uniform(-3.0, 3.0, (batch_size, 1, 2, channels)).astype(np.float32)
+    if channels == 1:
+        offsets[:] = 0.0
+    inputs = [x * np.float32(first.intensity_scale), offsets]
+    a = np.asarray(first.predict(inputs), np.complex128)
+    b = np.asarray(second.predict(inputs), np.complex128)
+    max_abs = float(np.max(np.abs(a - b)))
+    scale = float(np.max(np.abs(b)))
+    return max_abs, (max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf")))

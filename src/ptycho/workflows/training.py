@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ptycho.config.config import (
     validate_training_config,
 )
 from ptycho.data.grouping import GroupedData
-from ptycho.data.npz import read_scan_npz
+from ptycho.data.io import read_scan
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError, TrainingDiverged, TrainingInterrupted
 from ptycho.workflows import interrupt
@@ -36,6 +37,23 @@ class TrainingResult:
     nphotons: float
     initial_intensity_scale: float
     train_groups: GroupedData
+    is_global_zero: bool = True
+    """False in the non-zero ranks of a distributed (DDP) run, which write no files."""
+
+
+def is_global_zero(model=None) -> bool:
+    """True unless this process is a non-zero rank of a distributed training run.
+
+    Uses the rank the backend recorded on ``model`` (``global_rank``), else an initialised
+    ``torch.distributed`` process group (never imports torch itself).
+    """
+    rank = getattr(model, "global_rank", None)
+    if rank is None:
+        torch = sys.modules.get("torch")
+        distributed = getattr(torch, "distributed", None)
+        if distributed is not None and distributed.is_available() and distributed.is_initialized():
+            rank = distributed.get_rank()
+    return not rank
 
 
 def fix_patch_size(config: TrainingConfig, scan: Scan) -> None:
@@ -121,8 +139,8 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
     validate_execution_config(execution)
     if train_scan is None:
         if config.train_data_file is None:
-            raise InputError("missing option", "--train_data_file", "a training scan (.npz)")
-        train_scan = read_scan_npz(config.train_data_file, config.measurement)
+            raise InputError("missing option", "--train_data_file", "a training scan (.npz, .h5)")
+        train_scan = read_scan(config.train_data_file, config.measurement)
     fix_patch_size(config, train_scan)
     validate_training_config(config)
     if train_scan.n_positions < 2:
@@ -165,13 +183,15 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
                                         output_dir, **kwargs)
         except interrupt.StopTraining as stop:
             raise _stopped(stop, config, output_dir, nphotons, fingerprint,
-                           write_outputs) from None
+                           write_outputs and is_global_zero(stop.model)) from None
     if signals.signum is not None:
         log.warning("%s arrived as training finished; the outputs are complete",
                     interrupt.signal_name(signals.signum))
     archive_path = None
-    if write_outputs:
+    rank_zero = is_global_zero(model)
+    if write_outputs and rank_zero:
         archive_path = _write_training_files(output_dir, model, config, nphotons)
         _resume.remove_checkpoint(output_dir)
     return TrainingResult(model=model, archive_path=archive_path, history=model.history,
-                          nphotons=nphotons, initial_intensity_scale=scale, train_groups=grouped)
+                          nphotons=nphotons, initial_intensity_scale=scale, train_groups=grouped,
+                          is_global_zero=rank_zero)

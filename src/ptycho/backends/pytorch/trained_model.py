@@ -9,7 +9,7 @@ import torch
 
 from ptycho.backends.pytorch.model import PtychoPINN, offsets_to_torch
 from ptycho.config.config import ModelConfig
-from ptycho.errors import InputError
+from ptycho.errors import ArchiveError, InputError
 
 PAYLOAD_NAME = "weights.pt"
 BACKEND = "pytorch"
@@ -67,9 +67,25 @@ class TorchTrainedModel:
 
 
 def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TorchTrainedModel:
-    """Rebuild the network from the manifest and load the state dict (``weights_only=True``)."""
+    """Rebuild the network from the manifest and load the state dict (``weights_only=True``).
+
+    Raises
+    ------
+    ArchiveError
+        The payload is not a plain state dict of tensors (e.g. a pickle that would run code:
+        refused by ``weights_only``) or does not fit the rebuilt network.
+    """
     model_cfg = ModelConfig(**manifest["model_config"])
     module = PtychoPINN(model_cfg, probe, float(manifest["intensity_scale"]))
-    state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    module.load_state_dict(state)
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"a {type(state).__name__} instead of a state dict")
+        module.load_state_dict(state)
+    except Exception as exc:  # UnpicklingError (unsafe pickle), RuntimeError (shapes), ...
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ArchiveError("unsafe or invalid weights", PAYLOAD_NAME,
+                           "a torch state dict of tensors written by this model configuration "
+                           "(nothing else is loaded; code in it is never run)",
+                           f"{type(exc).__name__}: {detail}") from None
     return TorchTrainedModel(module, manifest.get("history", {}))

@@ -166,6 +166,11 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     non-finite training loss raises :class:`~ptycho.workflows.interrupt.StopTraining` carrying
     the best weights so far (and, for a signal, the resumable state).
     """
+    if any(kind in str(execution.strategy) for kind in ("spawn", "fork", "notebook")):
+        # their workers' history and best weights never reach this process
+        raise InputError("unsupported strategy", "--strategy",
+                         "ddp (launched by Lightning, torchrun or SLURM; see docs/distributed.md)",
+                         str(execution.strategy))
     for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -178,6 +183,10 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     module = PtychoPINN(model_cfg, probe, intensity_scale,
                         probe_trainable=config.probe_trainable and not supervised,
                         intensity_scale_trainable=config.intensity_scale_trainable and not supervised)
+    if config.init_weights is not None:
+        from ptycho.parity.weights import load_initial_weights
+
+        load_initial_weights(module, config.init_weights)
     lit = PINNLightning(module, config, intensity_scale)
     truth_at_centre = supervised and not (model_cfg.object_big and model_cfg.gridsize > 1)
     datamodule = GroupedDataModule(train, config.batch_size, config.validation_fraction,
@@ -204,6 +213,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # rank-identical values
         try:
             trainer.fit(lit, datamodule=datamodule)
         except (interrupt.SignalReceived, SIGTERMException) as exc:
@@ -228,4 +238,6 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
         log.info("best epoch %d (%s %.6g)", tracker.best_epoch, monitor, tracker.best_score)
     history = dict(tracker.history)
     history["best_epoch"] = tracker.best_epoch
-    return TorchTrainedModel(module.cpu(), history)
+    trained = TorchTrainedModel(module.cpu(), history)
+    trained.global_rank = trainer.global_rank  # DDP: only global rank 0 writes files
+    return trained

@@ -490,6 +490,10 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                           probe_trainable=config.probe_trainable and not supervised,
                           intensity_scale_trainable=(config.intensity_scale_trainable
                                                      and not supervised))
+        if config.init_weights is not None:
+            from ptycho.parity.weights import load_initial_weights
+
+            load_initial_weights(pinn, config.init_weights)
         trainer = PINNTrainer(pinn, config, intensity_scale)
         optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
                                           epsilon=ADAM_EPSILON)
@@ -568,8 +572,9 @@ def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TFTrainedMo
         try:
             with _quiet_keras_numpy_warning():
                 module.load_weights(path)
-        except (ValueError, OSError, KeyError) as exc:
+        except Exception as exc:  # not HDF5 (e.g. a pickle or .keras zip), wrong shapes, ...
+            detail = (str(exc).strip().splitlines() or [""])[0][:200]
             raise ArchiveError("weights do not match the model", PAYLOAD_NAME,
                                "a Keras weights file written by this model configuration",
-                               f"{type(exc).__name__}: {str(exc)[:200]}") from None
+                               f"{type(exc).__name__}: {detail}") from None
     return TFTrainedModel(module, manifest.get("history", {}))

@@ -1,0 +1,289 @@
+"""The bad-input catalogue: every malformed NPZ, YAML file or command line gives exit status 2
+and one line ``error: <what> in <file/key>: <expected> (got <actual>)`` on stderr, no
+traceback, and writes nothing."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reliability_helpers import files_in, make_test_scan
+
+from ptycho.cli.main import main
+
+ERROR_LINE = re.compile(r"^error: (?P<what>.+?) in (?P<where>.+?): (?P<expected>.+)$")
+TRAIN = ("--n_filters_scale", "1", "--nepochs", "1", "--batch_size", "4", "--logger", "none",
+         "--accelerator", "cpu", "--quiet")
+
+
+@functools.lru_cache(maxsize=1)
+def _valid_arrays() -> dict:
+    scan = make_test_scan(n_side=5)
+    return {"xcoords": scan.xcoords, "ycoords": scan.ycoords, "diff3d": scan.diffraction,
+            "probeGuess": scan.probe, "objectGuess": scan.object_guess}
+
+
+def _npz(folder: Path, name: str = "bad.npz", **changes) -> Path:
+    arrays = dict(_valid_arrays())
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key, None)
+        else:
+            arrays[key] = value
+    path = folder / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _train(folder: Path, scan: Path, *extra: str) -> list[str]:
+    return ["train", "--train_data_file", str(scan), "--output_dir", str(folder / "out"),
+            *TRAIN, *extra]
+
+
+def _with(**changes):
+    """A case training on a scan NPZ with ``changes`` applied to the valid arrays."""
+    return lambda folder: _train(folder, _npz(folder, **changes))
+
+
+def _modified(key: str, edit):
+    def build(folder):
+        value = np.array(_valid_arrays()[key], copy=True)
+        return _train(folder, _npz(folder, **{key: edit(value)}))
+    return build
+
+
+def _set(index, value):
+    def edit(array):
+        array[index] = value
+        return array
+    return edit
+
+
+def _bytes_case(transform):
+    def build(folder):
+        path = _npz(folder)
+        path.write_bytes(transform(path.read_bytes()))
+        return _train(folder, path)
+    return build
+
+
+def _corrupt_member(data: bytes) -> bytes:
+    buffer = bytearray(data)
+    offset = buffer.find(b"diff3d.npy") + 200  # inside the pattern data: the CRC breaks
+    buffer[offset] ^= 0xFF
+    return bytes(buffer)
+
+
+def _pickled(folder):
+    value = np.empty(25, dtype=object)
+    for i in range(25):
+        value[i] = float(i)
+    return _train(folder, _npz(folder, xcoords=value))
+
+
+def _one_point(folder):
+    arrays = _valid_arrays()
+    return _train(folder, _npz(folder, xcoords=arrays["xcoords"][:1],
+                               ycoords=arrays["ycoords"][:1], diff3d=arrays["diff3d"][:1]))
+
+
+def _small_patterns(folder):
+    arrays = _valid_arrays()
+    return _train(folder, _npz(folder, diff3d=arrays["diff3d"][:, 16:48, 16:48],
+                               probeGuess=arrays["probeGuess"][16:48, 16:48]))
+
+
+def _yaml(text: str, *extra: str):
+    def build(folder):
+        config = folder / "run.yaml"
+        config.write_text(text)
+        return _train(folder, _npz(folder), "--config", str(config), *extra)
+    return build
+
+
+def _output_is_file(folder):
+    (folder / "out").write_text("a file, not a folder")
+    return _train(folder, _npz(folder))
+
+
+def _output_under_file(folder):
+    (folder / "plain.txt").write_text("a file")
+    return ["train", "--train_data_file", str(_npz(folder)), "--output_dir",
+            str(folder / "plain.txt" / "out"), *TRAIN]
+
+
+def _unwritable(folder):
+    locked = folder / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    return ["train", "--train_data_file", str(_npz(folder)), "--output_dir",
+            str(locked / "out"), *TRAIN]
+
+
+def _infer(model: str, folder: Path, *extra: str) -> list[str]:
+    return ["infer", "--model_path", model, "--test_data", str(_npz(folder)), "--output_dir",
+            str(folder / "out"), "--quiet", *extra]
+
+
+def _infer_bad_archive(folder):
+    model = folder / "model"
+    model.mkdir()
+    (model / "wts.h5.zip").write_bytes(b"PK\x03\x04 not really a zip")
+    return _infer(str(model), folder)
+
+
+def _duplicate(folder):
+    x, y = _valid_arrays()["xcoords"].copy(), _valid_arrays()["ycoords"].copy()
+    x[7], y[7] = x[2], y[2]
+    return _train(folder, _npz(folder, xcoords=x, ycoords=y))
+
+
+def _resume_nothing(folder):
+    (folder / "previous").mkdir()
+    return ["train", "--resume", str(folder / "previous"), "--quiet"]
+
+
+N = 25
+CASES = {
+    # --- scan NPZ: missing keys
+    "missing xcoords": (_with(xcoords=None), "missing key", "bad.npz:xcoords"),
+    "missing ycoords": (_with(ycoords=None), "missing key", "bad.npz:ycoords"),
+    "missing diff3d": (_with(diff3d=None), "missing key", "bad.npz:diff3d"),
+    "missing probeGuess": (_with(probeGuess=None), "missing key", "bad.npz:probeGuess"),
+    # --- wrong dtypes
+    "string patterns": (_with(diff3d=np.full((N, 64, 64), "x")), "wrong dtype", "bad.npz:diff3d"),
+    "boolean positions": (_with(xcoords=np.ones(N, bool)), "wrong dtype", "bad.npz:xcoords"),
+    "string probe": (_with(probeGuess=np.full((64, 64), "p")), "wrong dtype",
+                     "bad.npz:probeGuess"),
+    "string scan_index": (_with(scan_index=np.full(N, "ab")), "wrong dtype",
+                          "bad.npz:scan_index"),
+    "complex patterns": (_modified("diff3d", lambda a: a.astype(np.complex64)),
+                         "complex diffraction", "bad.npz:diff3d"),
+    # --- values
+    "NaN pattern": (_modified("diff3d", _set((3, 5, 7), np.nan)), "non-finite values",
+                    "bad.npz:diff3d"),
+    "Inf position": (_modified("xcoords", _set(4, np.inf)), "non-finite values",
+                     "bad.npz:xcoords"),
+    "NaN probe": (_modified("probeGuess", _set((2, 2), np.nan)), "non-finite values",
+                  "bad.npz:probeGuess"),
+    "negative amplitudes": (_modified("diff3d", _set((0, 0, 0), -1.0)), "negative values",
+                            "bad.npz:diff3d"),
+    "all-zero patterns": (_with(diff3d=np.zeros((N, 64, 64), np.float32)), "all-zero patterns",
+                          "bad.npz:diff3d"),
+    "all-zero probe": (_with(probeGuess=np.zeros((64, 64), np.complex64)), "all-zero probe",
+                       "bad.npz:probeGuess"),
+    "overflowing amplitudes": (_modified("diff3d", lambda a: a.astype(np.float64) * 1e300),
+                               "values out of range", "bad.npz:diff3d"),
+    "invalid measurement key": (_with(measurement=np.array("photons")), "invalid value",
+                                "bad.npz:measurement"),
+    # --- shapes and lengths
+    "coordinate length mismatch": (_modified("ycoords", lambda a: a[:-1]), "length mismatch",
+                                   "bad.npz:ycoords"),
+    "pattern count mismatch": (_modified("diff3d", lambda a: a[:-2]), "length mismatch",
+                               "bad.npz:diff3d"),
+    "non-square patterns": (_modified("diff3d", lambda a: a[:, :, :60]), "non-square patterns",
+                            "bad.npz:diff3d"),
+    "single 2-D pattern": (_modified("diff3d", lambda a: a[0]), "wrong shape", "bad.npz:diff3d"),
+    "probe/pattern size mismatch": (_with(probeGuess=np.ones((32, 32), np.complex64)),
+                                    "size mismatch", "bad.npz:probeGuess"),
+    "unsupported pattern size": (_small_patterns, "unsupported pattern size", "bad.npz:diff3d"),
+    "empty scan": (_with(xcoords=np.zeros(0), ycoords=np.zeros(0),
+                         diff3d=np.zeros((0, 64, 64), np.float32)),
+                   ("empty scan", "empty array"), "bad.npz:xcoords"),
+    "1-point scan": (_one_point, "scan too small to train", "bad.npz:xcoords"),
+    "duplicate positions": (_duplicate, "duplicate scan positions", "bad.npz:xcoords/ycoords"),
+    "positions outside objectGuess": (_modified("xcoords", _set(4, 5000.0)),
+                                      "positions outside objectGuess", "bad.npz:xcoords/ycoords"),
+    # --- file integrity
+    "pickled object array": (_pickled, "pickled object array", "bad.npz:xcoords"),
+    "truncated zip": (_bytes_case(lambda d: d[: len(d) // 2]), "unreadable NPZ", "bad.npz"),
+    "not a zip": (_bytes_case(lambda d: b"GARBAGE" * 100), "unreadable NPZ", "bad.npz"),
+    "corrupt member": (_bytes_case(_corrupt_member), "corrupt member", "bad.npz:diff3d"),
+    # --- YAML configuration
+    "YAML unknown key": (_yaml("nepoch: 3\n"), "unknown key", "run.yaml:nepoch"),
+    "YAML wrong type": (_yaml("batch_size: many\n"), "wrong type", "run.yaml:batch_size"),
+    "YAML out of range": (_yaml("learning_rate: -0.1\n"), "invalid value",
+                          "run.yaml:learning_rate"),
+    "YAML bad gridsize": (_yaml("model:\n  gridsize: 0\n"), "invalid value", "run.yaml:gridsize"),
+    "YAML syntax": (_yaml("nepochs: [3\n"), "invalid YAML", "run.yaml"),
+    "YAML not a mapping": (_yaml("- 1\n- 2\n"), "wrong structure", "run.yaml"),
+    # --- command line
+    "nonexistent scan": (lambda f: _train(f, f / "absent.npz"), "file not found", "absent.npz"),
+    "nonexistent config": (lambda f: _train(f, _npz(f), "--config", str(f / "absent.yaml")),
+                           "file not found", "absent.yaml"),
+    "output dir is a file": (_output_is_file, "output path is a file", "--output_dir"),
+    "output dir under a file": (_output_under_file, "output path is not a folder",
+                                "--output_dir"),
+    "unwritable output dir": (_unwritable, "output folder not writable", "--output_dir"),
+    "gridsize too large": (lambda f: _train(f, _npz(f), "--gridsize", "6"),
+                           "scan too small for gridsize", "--gridsize"),
+    "N not supported": (lambda f: _train(f, _npz(f), "--N", "100"), "invalid value", "--N"),
+    "N unlike the data": (lambda f: _train(f, _npz(f), "--N", "128"), "patch size mismatch",
+                          "bad.npz:diff3d"),
+    "batch size 0": (lambda f: _train(f, _npz(f), "--batch_size", "0"), "invalid value",
+                     "--batch_size"),
+    "more groups than positions": (lambda f: _train(f, _npz(f), "--n_groups", "99"),
+                                   "more groups than positions", "--n_groups"),
+    "infer: no model": (lambda f: _infer(str(f / "nowhere"), f), "model not found", "nowhere"),
+    "infer: damaged archive": (_infer_bad_archive, "unreadable archive", "wts.h5.zip"),
+    "resume: no checkpoint": (_resume_nothing, "no resumable checkpoint", "--resume"),
+}
+
+
+
+def test_the_catalogue_is_large_enough():
+    assert len(CASES) >= 30
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_exits_2_with_one_error_line(case, tmp_path, capsys, monkeypatch):
+    build, what, where = CASES[case]
+    if case == "unwritable output dir" and os.geteuid() == 0:
+        pytest.skip("root ignores folder permissions ('output dir under a file' covers the check)")
+    monkeypatch.chdir(tmp_path)
+    argv = build(tmp_path)
+    before = files_in(tmp_path)
+    capsys.readouterr()
+
+    code = main(argv)
+
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2, err
+    assert len(errors) == 1 and "Traceback" not in err, err
+    match = ERROR_LINE.match(errors[0])
+    assert match, errors[0]
+    assert match["what"] in ((what,) if isinstance(what, str) else what), errors[0]
+    assert where in match["where"], errors[0]
+    assert files_in(tmp_path) == before  # nothing half-written (or written at all)
+
+
+def _error_kinds() -> dict[str, set[str]]:
+    """``what`` of every InputError/ArchiveError raised in the package -> the modules."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "src" / "ptycho"
+    kinds: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call) or not node.args:
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            first = node.args[0]
+            if name in ("InputError", "ArchiveError") and isinstance(first, ast.Constant):
+                kinds.setdefault(first.value, set()).add(str(path.relative_to(root)))
+    return kinds
+
+
+def test_troubleshooting_lists_every_error():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "troubleshooting.md").read_text()
+    missing = {what: sorted(where) for what, where in _error_kinds().items()
+               if f"`{what}`" not in doc}
+    assert not missing, f"add these errors to docs/troubleshooting.md: {missing}"
+    for text in ("BackendUnavailableError", "--resume", "status 3", "130", "143"):
+        assert text in doc

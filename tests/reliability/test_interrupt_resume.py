@@ -1,0 +1,237 @@
+"""SIGINT/SIGTERM during training: stop after the step, save best weights and a resumable
+checkpoint, exit 130/143 naming --resume; ``train --resume`` continues (both backends)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from reliability_helpers import files_in, tiny_train_args, write_tiny_scan
+
+from ptycho.archive import load_trained_model, read_archive
+from ptycho.cli.main import main
+from ptycho.workflows import interrupt
+from ptycho.workflows.resume import (
+    RESUME_NAME,
+    Checkpoint,
+    read_checkpoint,
+    write_checkpoint,
+)
+
+STEPS_PER_EPOCH = 5  # 25 positions, 20 for training, batch 4
+SIGNAL_AT_STEP = STEPS_PER_EPOCH + 2  # during epoch 1, after its second step
+
+
+def _signal_at(monkeypatch, backend: str, signum: int, at_step: int) -> dict:
+    """Deliver ``signum`` to this process during optimiser step ``at_step`` (1-based)."""
+    count = {"steps": 0}
+
+    def hit():
+        count["steps"] += 1
+        if count["steps"] == at_step:
+            os.kill(os.getpid(), signum)
+
+    if backend == "pytorch":
+        from ptycho.backends.pytorch.lightning_module import PINNLightning
+
+        original = PINNLightning.training_step
+
+        def training_step(self, batch, batch_idx):
+            loss = original(self, batch, batch_idx)
+            hit()
+            return loss
+
+        monkeypatch.setattr(PINNLightning, "training_step", training_step)
+    else:
+        pytest.importorskip("ptycho.backends.tensorflow")
+        from ptycho.backends.tensorflow.training import EpochControl
+
+        monkeypatch.setattr(EpochControl, "on_train_batch_begin",
+                            lambda self, batch, logs=None: hit(), raising=False)
+    return count
+
+
+def _optimizer_steps(checkpoint: Checkpoint) -> int:
+    if checkpoint.backend == "pytorch":
+        import torch
+
+        state = torch.load(io.BytesIO(checkpoint.state), weights_only=True)
+        return int(state["optimizer"]["state"][0]["step"])
+    with np.load(io.BytesIO(checkpoint.state), allow_pickle=False) as npz:
+        return int(npz["optimizer_0000"])  # Keras Adam: 'iteration' comes first
+
+
+@pytest.mark.parametrize("backend, signum", [("pytorch", signal.SIGINT),
+                                             ("tensorflow", signal.SIGTERM)])
+def test_interrupt_then_resume(tmp_path, capsys, monkeypatch, backend, signum):
+    scan = write_tiny_scan(tmp_path / "scan.npz")
+    out = tmp_path / "out"
+    _signal_at(monkeypatch, backend, signum, SIGNAL_AT_STEP)
+    previous_handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
+
+    code = main(tiny_train_args(scan, out, backend, 2))
+
+    assert code == 128 + signum
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("interrupted: ")]
+    assert len(lines) == 1 and f"--resume {out}" in lines[0]
+    assert interrupt.signal_name(signum) in lines[0] and "Traceback" not in err
+    assert {s: signal.getsignal(s) for s in interrupt.SIGNALS} == previous_handlers
+    # best weights so far: a valid archive of epoch 0
+    model, archive = load_trained_model(out)
+    assert archive.manifest["history"]["epoch"] == [0]
+    assert model.predict  # loads through the safe path
+    # the resumable checkpoint: one completed epoch, optimiser state after the 7th step
+    checkpoint = read_checkpoint(out)
+    assert checkpoint.backend == backend and checkpoint.epochs_completed == 1
+    assert _optimizer_steps(checkpoint) == SIGNAL_AT_STEP
+    first_loss = checkpoint.progress["history"]["train_loss"][0]
+
+    monkeypatch.undo()  # no more signals
+    code = main(["train", "--resume", str(out), "--logger", "none", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    history = read_archive(out).manifest["history"]
+    assert history["epoch"] == [0, 1]  # up to the saved --nepochs
+    assert history["train_loss"][0] == pytest.approx(first_loss)  # history kept, not retrained
+    assert history["train_loss"][1] < first_loss  # continues from the trained weights
+    assert len(history["learning_rate"]) == 2
+    assert RESUME_NAME not in files_in(out) and not any(n.startswith("resume.")
+                                                        for n in files_in(out))
+    assert not any(name.endswith(".tmp") for name in files_in(out))
+
+
+def _fake_checkpoint(out: Path, scan: Path, **config_changes) -> None:
+    from ptycho.config.config import ModelConfig, TrainingConfig
+
+    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), train_data_file=scan,
+                            nepochs=3, batch_size=4, validation_fraction=0.2, output_dir=out,
+                            **config_changes)
+    progress = {"epochs_completed": 2, "history": {"epoch": [0, 1]}}
+    write_checkpoint(out, Checkpoint("pytorch", b"state bytes", progress), config,
+                     {"n_positions": 25, "N": 64})
+
+
+@pytest.mark.parametrize("argv, what, where", [
+    (["--nepochs", "2"], "nothing to resume", "--nepochs"),
+    (["--nepochs", "5", "--learning_rate", "0.01"], "option differs from the interrupted run",
+     "--learning_rate"),
+    (["--nepochs", "5", "--gridsize", "2"], "option differs from the interrupted run",
+     "--gridsize"),
+])
+def test_resume_refuses_changed_options(tmp_path, capsys, argv, what, where):
+    out = tmp_path / "out"
+    _fake_checkpoint(out, tmp_path / "scan.npz")
+    before = files_in(out)
+    assert main(["train", "--resume", str(out), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {what} in {where}"), err
+    assert files_in(out) == before
+
+
+def test_resume_accepts_repeated_options(tmp_path):
+    from ptycho.cli.main import build_parser
+    from ptycho.cli.train_cmd import resume_configs_from_args
+
+    out = tmp_path / "out"
+    scan = tmp_path / "scan.npz"
+    _fake_checkpoint(out, scan)
+    args = build_parser().parse_args(tiny_train_args(scan, out, "pytorch", 6)
+                                     + ["--resume", str(out)])
+    config, _, checkpoint = resume_configs_from_args(args)
+    assert config.nepochs == 6 and config.batch_size == 4 and config.model.N == 64
+    assert checkpoint.epochs_completed == 2 and config.output_dir == out
+
+
+@pytest.mark.parametrize("damage, what", [
+    ("none", "no resumable checkpoint"),
+    ("state", "checksum mismatch"),
+    ("missing_state", "missing checkpoint state"),
+    ("json", "unreadable checkpoint"),
+    ("version", "unknown checkpoint format version"),
+])
+def test_damaged_checkpoint_is_refused(tmp_path, capsys, damage, what):
+    out = tmp_path / "out"
+    _fake_checkpoint(out, tmp_path / "scan.npz")
+    if damage == "none":
+        (out / RESUME_NAME).unlink()
+    elif damage == "state":
+        (out / "resume.pt").write_bytes(b"other bytes")
+    elif damage == "missing_state":
+        (out / "resume.pt").unlink()
+    elif damage == "json":
+        (out / RESUME_NAME).write_text("{not json")
+    else:
+        document = json.loads((out / RESUME_NAME).read_text())
+        document["format_version"] = 99
+        (out / RESUME_NAME).write_text(json.dumps(document))
+    assert main(["train", "--resume", str(out), "--nepochs", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {what} in "), err
+
+
+def test_resume_on_changed_data_is_refused(tmp_path, capsys):
+    scan = write_tiny_scan(tmp_path / "scan.npz")
+    out = tmp_path / "out"
+    _fake_checkpoint(out, scan)
+    document = json.loads((out / RESUME_NAME).read_text())
+    document["data"]["n_positions"] = 30
+    (out / RESUME_NAME).write_text(json.dumps(document))
+    assert main(["train", "--resume", str(out), "--nepochs", "5", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "training data changed" in err[0] and "n_positions" in err[0]
+
+
+_SUBPROCESS = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from ptycho.backends.pytorch.lightning_module import PINNLightning
+    from ptycho.cli.main import main
+
+    original = PINNLightning.training_step
+    started = Path(sys.argv[1])
+
+    def training_step(self, batch, batch_idx):
+        started.touch()
+        time.sleep(0.05)  # slow enough to be signalled mid-training
+        return original(self, batch, batch_idx)
+
+    PINNLightning.training_step = training_step
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def test_sigterm_to_a_real_training_process(tmp_path):
+    scan = write_tiny_scan(tmp_path / "scan.npz")
+    out = tmp_path / "out"
+    started = tmp_path / "started"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SUBPROCESS, str(started), *tiny_train_args(scan, out, "pytorch",
+                                                                           50)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not started.exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "training never started"
+            time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, err
+    lines = [line for line in err.splitlines() if line.startswith("interrupted: ")]
+    assert len(lines) == 1 and "SIGTERM" in lines[0] and "--resume" in lines[0], err
+    assert "Traceback" not in err
+    read_archive(out)  # the best weights so far form a valid archive
+    assert read_checkpoint(out).backend == "pytorch"

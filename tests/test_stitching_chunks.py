@@ -1,0 +1,91 @@
+"""Chunked stitching (Stitcher) and chunked inference equal the one-shot results exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptycho.config.config import ModelConfig
+from ptycho.data.scan import Scan
+from ptycho.stitching import Stitcher, stitch_patches
+from ptycho.workflows.inference import reconstruct
+
+
+class StandInModel:
+    """A network-free model with the TrainedModel predict API (``ptycho.backends.base``)."""
+
+    backend = "stand-in"
+
+    def __init__(self, N: int, gridsize: int = 1):
+        self.model_config = ModelConfig(N=N, gridsize=gridsize)
+        self.intensity_scale = 3.0
+        self.probe = np.ones((N, N), np.complex64)
+        self.history: dict = {}
+        self.calls: list[int] = []
+
+    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
+        x, offsets = inputs
+        self.calls.append(len(x))
+        amplitude = x.mean(axis=-1, keepdims=True)
+        phase = 0.01 * offsets.sum(axis=(1, 2, 3))[:, None, None, None]
+        return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+
+    def payload_bytes(self) -> bytes:
+        return b""
+
+
+def _patches(rng, n=700, size=32):
+    patches = (rng.standard_normal((n, size, size))
+               + 1j * rng.standard_normal((n, size, size))).astype(np.complex64)
+    offsets = rng.uniform(-40, 40, (n, 2)) + 100  # sub-pixel positions
+    return patches, offsets
+
+
+@pytest.mark.parametrize("chunks", [[700], [1] * 5 + [695], [64] * 10 + [60], [333, 1, 366]])
+def test_chunked_stitch_equals_one_shot_exactly(rng, chunks):
+    patches, offsets = _patches(rng)
+    whole = stitch_patches(patches, offsets, M=20)
+    stitcher = Stitcher(offsets, M=20, chunk_size=50)
+    lo = 0
+    for size in chunks:
+        stitcher.add(patches[lo:lo + size], offsets[lo:lo + size])
+        lo += size
+    chunked = stitcher.result()
+    assert stitcher.count == len(patches)
+    assert np.array_equal(chunked.object, whole.object)
+    assert np.array_equal(chunked.weight, whole.weight)
+    assert (chunked.x0_px, chunked.y0_px) == (whole.x0_px, whole.y0_px)
+    # the internal vectorisation step does not matter either
+    again = stitch_patches(patches, offsets, M=20, chunk_size=7)
+    assert np.array_equal(again.object, whole.object)
+
+
+def test_stitcher_rejects_positions_outside_its_canvas(rng):
+    patches, offsets = _patches(rng, n=10)
+    stitcher = Stitcher(offsets, M=20)
+    with pytest.raises(ValueError, match="outside the canvas"):
+        stitcher.add(patches[:1], offsets[:1] + 500)
+    with pytest.raises(ValueError, match="do not match"):
+        stitcher.add(patches[:2], offsets[:1])
+    with pytest.raises(ValueError, match="crop size"):
+        Stitcher(offsets, M=40).add(patches, offsets)
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_chunked_inference_does_not_depend_on_the_chunk_size(rng, gridsize):
+    count, n = 150, 64
+    scan = Scan(diffraction=(rng.random((count, n, n)) * 4).astype(np.float32),
+                xcoords=rng.uniform(40, 120, count), ycoords=rng.uniform(40, 120, count),
+                probe=np.ones((n, n), np.complex64))
+    model = StandInModel(n, gridsize)
+    whole = reconstruct(model, scan, batch_size=16, chunk_groups=10**6, keep_patches=True)
+    assert model.calls == [count]
+    model.calls.clear()
+    chunked = reconstruct(model, scan, batch_size=16, chunk_groups=40, keep_patches=True)
+    assert model.calls == [48, 48, 48, 6]  # chunks rounded up to whole predict batches
+    assert np.array_equal(chunked.stitched.object, whole.stitched.object)
+    assert np.array_equal(chunked.patches, whole.patches)
+    assert np.array_equal(chunked.positions_xy, whole.positions_xy)
+    assert whole.patches.shape == (count, n, n)
+    assert reconstruct(model, scan, keep_patches=False).patches is None
+    assert reconstruct(model, scan).patches is not None  # small scans keep them by default
