@@ -32,8 +32,9 @@ bench: $(STAMP)
 # infer with TensorFlow and PyTorch and write outputs/parity/reports/<UTC timestamp>/ (see docs/parity.md).
 PARITY_SCAN := outputs/parity/scan.npz
 parity: $(STAMP)
-	$(PY) -m ptycho.cli.main simulate --out $(PARITY_SCAN) --object-size 192 --step 8 --N 64 --nphotons 1e6 --seed 7
-	$(PY) -m ptycho.cli.main parity --data $(PARITY_SCAN) --out outputs/parity/reports --nepochs 10 --checks full
+	$(PY) -m ptycho.cli.main simulate --out $(PARITY_SCAN) --object-size 224 --step 7 --N 64 --nphotons 1e6 --seed 7
+	$(PY) -m ptycho.cli.main parity --data $(PARITY_SCAN) --out outputs/parity/reports \
+	    --nepochs 10 --batch-size 8 --n-filters-scale 1 --threads 1 --checks full
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

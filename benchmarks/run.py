@@ -201,8 +201,8 @@ def bench_quality(args) -> dict:
     from ptycho.evaluation import evaluate_reconstruction
     from ptycho.workflows import inference, training
 
-    scan = simulate(object_kind="lines", N=64, object_size=224, step=7.0, nphotons=1e6,
-                    seed=7).scan
+    scan = simulate(object_kind="lines", probe_kind="defocused", N=64, object_size=176, step=7.0,
+                    nphotons=1e6, seed=7).scan
     out = {}
     for backend in args.backends:
         config = TrainingConfig(model=ModelConfig(N=64), nepochs=args.quality_epochs,
@@ -239,6 +239,8 @@ def markdown(report: dict) -> str:
             f"{row['predict_stitch_patterns_per_s']:.1f} | {row['forward_gflop_per_pattern']:.2f} | "
             f"{100 * row['predict_gflops'] / peak:.0f} % | {100 * row['train_gflops'] / peak:.0f} % | "
             f"{row['peak_rss_mib']:.0f} |")
+    lines += ["", "| section | wall s |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in report.get("section_s", {}).items()]
     lines += ["", "| command | wall s |", "|---|---|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in report["cli"].items()]
     lines += ["", "| stitching / grouping | value |", "|---|---|"]
@@ -262,10 +264,10 @@ def main(argv=None) -> int:
     parser.add_argument("--gridsizes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--train-positions", type=int, default=128)
+    parser.add_argument("--train-positions", type=int, default=96)
     parser.add_argument("--infer-positions", type=int, default=512)
     parser.add_argument("--stitch-sizes", nargs="+", type=int, default=[1000, 10000, 100000])
-    parser.add_argument("--quality-epochs", type=int, default=10)
+    parser.add_argument("--quality-epochs", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "N", "GRIDSIZE"),
                         help=argparse.SUPPRESS)
@@ -292,33 +294,47 @@ def main(argv=None) -> int:
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
                    f"Python {platform.python_version()}",
         "gemm": gemm_flops(args.repeats),
-        "models": [],
+        "models": [], "cli": {}, "stitch_group": {}, "quality": {}, "section_s": {},
     }
-    for backend in args.backends:
-        for n in args.sizes:
-            for gridsize in args.gridsizes:
-                print(f"measuring {backend} N={n} gridsize={gridsize} ...", file=sys.stderr)
-                row = run_subprocess_json(["--one", backend, str(n), str(gridsize), *sub_args])
-                row.setdefault("backend", backend)
-                row.setdefault("N", n)
-                row.setdefault("gridsize", gridsize)
-                report["models"].append(row)
-    with tempfile.TemporaryDirectory() as tmp:
-        print("measuring the command line ...", file=sys.stderr)
-        report["cli"] = bench_cli(args, Path(tmp))
-    print("measuring stitching and grouping ...", file=sys.stderr)
-    report["stitch_group"] = bench_stitch_group(args)
-    print("measuring quality at a fixed budget ...", file=sys.stderr)
-    report["quality"] = bench_quality(args)
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = report["created"].replace(":", "").replace("-", "").replace("+0000", "Z")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (RESULTS / f"{stamp}.md").write_text(table)
-    print(table)
-    return 0
 
+    def save() -> str:
+        """Write the JSON and markdown after every section, so a partial run keeps its figures."""
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+        table = markdown(report)
+        (RESULTS / f"{stamp}.md").write_text(table)
+        return table
+
+    def section(name: str, fn) -> None:
+        print(f"measuring {name} ...", file=sys.stderr)
+        started = time.perf_counter()
+        fn()
+        report["section_s"][name] = time.perf_counter() - started
+        save()
+
+    def models() -> None:
+        for backend in args.backends:
+            for n in args.sizes:
+                for gridsize in args.gridsizes:
+                    row = run_subprocess_json(["--one", backend, str(n), str(gridsize), *sub_args])
+                    row.setdefault("backend", backend)
+                    row.setdefault("N", n)
+                    row.setdefault("gridsize", gridsize)
+                    report["models"].append(row)
+                    save()
+
+    def cli() -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            report["cli"] = bench_cli(args, Path(tmp))
+
+    section("models", models)
+    section("command line", cli)
+    section("stitching and grouping", lambda: report["stitch_group"].update(bench_stitch_group(args)))
+    section("quality", lambda: report["quality"].update(bench_quality(args)))
+    print(save())
+    print(f"results: {RESULTS / stamp}.json and .md", file=sys.stderr)
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,5 +1,10 @@
 """``make demo``: simulate two scans, train on one, reconstruct both, print the metrics.
 
+Both scans use the defocused (complex, ringed) probe and different random 'lines' objects:
+the model is trained on the first and then reconstructs the second, which it has never seen.
+Twelve epochs on the CPU give a recognisable but soft reconstruction; quality keeps improving
+with more epochs (``--nepochs``).
+
 Run as ``python -m ptycho.demo --out outputs/demo``. Everything it writes lands in the output
 folder::
 
@@ -28,8 +33,8 @@ def run_demo(out: Path, *, nepochs: int, backend: str, seed: int = 7) -> dict:
 
     out.mkdir(parents=True, exist_ok=True)
     scans = {}
-    for name, scan_seed, kind in (("train", seed, "lines"), ("test", seed + 1, "grf")):
-        simulation = simulate(object_kind=kind, probe_kind="default", scan_kind="raster", N=64,
+    for name, scan_seed, kind in (("train", seed, "lines"), ("test", seed + 1, "lines")):
+        simulation = simulate(object_kind=kind, probe_kind="defocused", scan_kind="raster", N=64,
                               object_size=224, step=7.0, nphotons=1e6, seed=scan_seed)
         path = out / f"{name}_scan.npz"
         write_simulation(path, simulation)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import smooth_object
 from ptycho.evaluation import frc as frc_module
 from ptycho.evaluation.frc import frc_curve, half_bit_threshold
+from ptycho_testing import smooth_object
 
 
 def test_frc_of_an_image_with_itself_is_one_everywhere(rng):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from conftest import smooth_object
 from ptycho.evaluation import compare_reconstruction, evaluate_reconstruction, metrics
+from ptycho_testing import smooth_object
 
 
 def _hand_psnr(truth, recon):

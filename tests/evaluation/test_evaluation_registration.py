@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import smooth_object
 from ptycho.errors import InputError
 from ptycho.evaluation import compare_reconstruction, evaluate_reconstruction
 from ptycho.evaluation import registration as reg
+from ptycho_testing import smooth_object
 
 
 def fourier_shift(image: np.ndarray, shift_rc) -> np.ndarray:

@@ -141,8 +141,11 @@ def test_report_has_every_section_and_strict_json(tmp_path):
 
 def test_a_backend_that_cannot_run_is_reported_with_its_error(tmp_path, monkeypatch, capsys):
     """Without the backend the command exits 1; --allow-missing-backend accepts it."""
+    from ptycho.data.npz import write_scan_npz
+    from ptycho_testing import make_test_scan
+
     data = tmp_path / "scan.npz"
-    data.write_bytes(b"not used")
+    write_scan_npz(data, make_test_scan(n_side=3))
     monkeypatch.setattr(harness, "backend_status", lambda backend: (
         "BackendUnavailableError: backend 'tensorflow' needs the 'keras' package"
         if backend == "tensorflow" else None))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import make_test_scan  # tests/conftest.py (tests/ is on sys.path)
+from ptycho_testing import make_test_scan
 
 
 def tiny_train_args(scan: Path, out: Path, backend: str = "pytorch", nepochs: int = 2,

@@ -49,3 +49,19 @@ def test_training_is_reproducible_for_a_seed(small_scan, tmp_path):
     first = _fit(small_scan, tmp_path / "a", nepochs=1, n_groups=32, seed=5)
     second = _fit(small_scan, tmp_path / "b", nepochs=1, n_groups=32, seed=5)
     assert first.history["train_loss"] == pytest.approx(second.history["train_loss"], rel=1e-6)
+
+
+def test_bf16_mixed_precision_trains_with_float32_physics(small_scan, tmp_path):
+    """--precision bf16-mixed: convolutions in bfloat16, far field and loss in float32."""
+    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=1, batch_size=8,
+                            n_groups=16, output_dir=tmp_path)
+    grouped = GroupedData.from_scan(small_scan, 1, n_groups=16)
+    execution = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu",
+                                precision="bf16-mixed")
+    model = train_model(grouped, None, physics.normalize_probe(small_scan.probe),
+                        physics.intensity_scale(small_scan.mean_photons_per_pattern(), 64),
+                        config, execution, tmp_path)
+    assert np.isfinite(model.history["train_loss"]).all()
+    patches = model.predict([grouped.X() * np.float32(model.intensity_scale),
+                             grouped.coords()["relative"]])
+    assert patches.dtype == np.complex64 and np.isfinite(patches).all()

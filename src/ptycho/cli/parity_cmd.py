@@ -54,6 +54,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="succeed when a backend is not installed (it is still reported)")
     add_option(parser, "timeout", type=float, metavar="SECONDS",
                help="kill a train or infer subprocess after this long")
+    add_option(parser, "threads", type=int, metavar="N",
+               help="CPU threads of both frameworks in the subprocesses (OMP_NUM_THREADS, "
+                    "TF_NUM_INTRAOP_THREADS, ...; default: the libraries' own choice)")
     return parser
 
 
@@ -70,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         config=Path(args.config) if args.config else None, accelerator=args.accelerator,
         same_init=args.same_init, checks=args.checks, max_psnr_diff_db=args.max_psnr_diff_db,
         allow_missing_backend=args.allow_missing_backend, timeout_s=args.timeout,
-        echo=not args.quiet)
+        threads=args.threads, echo=not args.quiet)
     result = run_harness(settings)
     verdict = result.report["verdict"]
     print(f"parity report: {result.report_dir / 'parity_summary.md'} "

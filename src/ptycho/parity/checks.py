@@ -34,6 +34,7 @@ Frameworks are imported inside the functions; a backend that is not installed gi
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -751,6 +752,17 @@ def run_checks(level: str = "standard") -> list[CheckResult]:
     """
     cases, curves = plan(level)
     usable, errors = available_backends()
+    # each model check traces its own predict function: TensorFlow's retracing warning is noise
+    tf_logger = logging.getLogger("tensorflow")
+    level_before = tf_logger.level
+    tf_logger.setLevel(max(level_before, logging.ERROR))
+    try:
+        return _run_checks(cases, curves, usable, errors)
+    finally:
+        tf_logger.setLevel(level_before)
+
+
+def _run_checks(cases, curves, usable: list[str], errors: dict[str, str]) -> list[CheckResult]:
     rows: list[CheckResult] = []
     for backend, error in errors.items():
         rows.append(_unavailable("component", "component checks", backend, error))

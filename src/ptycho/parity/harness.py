@@ -65,11 +65,12 @@ class HarnessSettings:
     max_psnr_diff_db: float = 1.0
     allow_missing_backend: bool = False
     timeout_s: float | None = None
+    threads: int | None = None
     echo: bool = True
 
     def as_dict(self) -> dict:
         return {key: (str(value) if isinstance(value, Path) else value)
-                for key, value in self.__dict__.items()}
+                for key, value in self.__dict__.items() if key != "echo"}
 
 
 @dataclass
@@ -195,7 +196,9 @@ def collect_environment() -> dict:
 # Subprocesses
 # ---------------------------------------------------------------------------------------------
 
-def _child_env(seed: int) -> dict:
+def _child_env(seed: int, threads: int | None = None) -> dict:
+    """Environment of the train/infer subprocesses: this one plus seeds, determinism, and with
+    ``threads`` the same CPU thread count for both frameworks."""
     env = dict(os.environ)
     src = str(Path(__file__).resolve().parents[2])       # the folder holding the ptycho package
     env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
@@ -203,6 +206,10 @@ def _child_env(seed: int) -> dict:
     env.update(PYTHONUNBUFFERED="1", PYTHONHASHSEED=str(seed), MPLBACKEND="Agg",
                TF_DETERMINISTIC_OPS="1", CUBLAS_WORKSPACE_CONFIG=":4096:8")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads:
+        for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+                    "TF_NUM_INTEROP_THREADS"):
+            env[key] = str(threads)
     return env
 
 
@@ -384,15 +391,16 @@ def _training_config(settings: HarnessSettings, scan):
     return config
 
 
-def write_initial_weights(settings: HarnessSettings, report_dir: Path, backend: str) -> Path:
+def write_initial_weights(settings: HarnessSettings, report_dir: Path, backend: str,
+                          scan=None, config=None) -> Path:
     """Write the seeded initial model both runs start from; return its folder."""
     from ptycho import physics
     from ptycho.archive import write_archive
     from ptycho.data.io import read_scan
     from ptycho.parity.weights import build_model
 
-    scan = read_scan(settings.data)
-    config = _training_config(settings, scan)
+    scan = scan if scan is not None else read_scan(settings.data)
+    config = config if config is not None else _training_config(settings, scan)
     nphotons = float(config.nphotons) if config.nphotons else scan.mean_photons_per_pattern()
     probe = physics.normalize_probe(scan.probe, config.model.probe_scale).astype("complex64")
     scale = physics.intensity_scale(nphotons, config.model.N)
@@ -417,6 +425,8 @@ def _check_inputs(settings: HarnessSettings) -> None:
                          ("--config", settings.config)):
         if path is not None and not Path(path).is_file():
             raise InputError("file not found", option, "an existing file", str(path))
+    if settings.threads is not None and settings.threads < 1:
+        raise InputError("invalid value", "--threads", "an integer >= 1", str(settings.threads))
     if settings.nepochs < 1:
         raise InputError("invalid value", "--nepochs", "an integer >= 1", str(settings.nepochs))
     if settings.checks not in CHECK_LEVELS:
@@ -453,13 +463,17 @@ class HarnessResult:
 
 def run_harness(settings: HarnessSettings) -> HarnessResult:
     """Run the whole parity harness and write the report; see the module docstring."""
+    from ptycho.data.io import read_scan
     from ptycho.parity import report as report_mod
 
     _check_inputs(settings)
     started = utc_iso()
     begin = time.perf_counter()
-    report_dir = make_report_dir(Path(settings.out))
-    env = _child_env(settings.seed)
+    # bad data or configuration: refuse before anything is created or run
+    scan = read_scan(settings.data)
+    config = _training_config(settings, scan)
+    report_dir = make_report_dir(Path(settings.out).resolve())
+    env = _child_env(settings.seed, settings.threads)
     statuses = {backend: backend_status(backend) for backend, _, _ in BACKEND_RUNS}
 
     init_dir, init_error = None, None
@@ -467,9 +481,7 @@ def run_harness(settings: HarnessSettings) -> HarnessResult:
         usable = [b for b in ("pytorch", "tensorflow") if statuses[b] is None]
         if usable:
             try:
-                init_dir = write_initial_weights(settings, report_dir, usable[0])
-            except InputError:
-                raise
+                init_dir = write_initial_weights(settings, report_dir, usable[0], scan, config)
             except Exception as exc:
                 init_error = f"{type(exc).__name__}: {exc}"
                 log.warning("could not write the initial weights (%s); each backend starts from "

@@ -1,0 +1,63 @@
+"""Helpers shared by the test modules (imported as ``ptycho_testing``; ``tests/`` is on
+``sys.path`` because ``tests/conftest.py`` lives there). Not a conftest: a second conftest.py
+elsewhere in the tree would shadow ``import conftest``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def smooth_object(rng: np.random.Generator, size: int = 96, sigma: float = 2.5,
+                  phase_span: float = 1.0) -> np.ndarray:
+    """Smooth random complex object (size, size): amplitude 0.3..0.9, phase of std ``phase_span``."""
+    from scipy import ndimage
+
+    amplitude = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+    amplitude = 0.6 + 0.15 * amplitude / amplitude.std()
+    phase = ndimage.gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+    phase = phase_span * phase / phase.std()
+    return np.clip(amplitude, 0.3, 0.9) * np.exp(1j * phase)
+
+
+def make_test_scan(n_side: int = 10, step_px: float = 6.0, N: int = 64, nphotons: float = 1e5,
+                   seed: int = 0, subpixel: bool = False):
+    """A small simulated scan: smooth random complex object, default probe, Poisson counts.
+
+    Returns a :class:`ptycho.data.scan.Scan` with ``n_side**2`` raster positions (optionally
+    with sub-pixel jitter) and the ground truth in ``object_guess``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from ptycho import physics
+    from ptycho.data.scan import Scan
+
+    generator = np.random.default_rng(seed)
+    margin = N // 2 + 4
+    size = int(2 * margin + step_px * (n_side - 1)) + 1
+    amplitude = gaussian_filter(generator.random((size, size)), 3)
+    amplitude = 0.5 + 0.5 * (amplitude - amplitude.min()) / np.ptp(amplitude)
+    phase = gaussian_filter(generator.standard_normal((size, size)), 4)
+    phase = 1.2 * phase / np.abs(phase).max()
+    obj = amplitude * np.exp(1j * phase)
+    grid = margin + step_px * np.arange(n_side)
+    x, y = (a.ravel() for a in np.meshgrid(grid, grid))
+    if subpixel:
+        x = x + generator.uniform(-0.5, 0.5, x.shape)
+        y = y + generator.uniform(-0.5, 0.5, y.shape)
+    probe = physics.default_probe(N)
+    intensity = physics.simulate_amplitude(obj, probe, x, y) ** 2
+    intensity *= nphotons / intensity.sum(axis=(1, 2)).mean()
+    counts = generator.poisson(intensity)
+    return Scan(diffraction=np.sqrt(counts).astype(np.float32), xcoords=x, ycoords=y,
+                probe=probe.astype(np.complex64), object_guess=obj.astype(np.complex64))
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """Run ``ptychopinn ARGS`` in a fresh interpreter; assert success and return the result."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "ptycho.cli.main", *map(str, args)],
+                            capture_output=True, text=True, cwd=cwd, timeout=timeout)
+    assert result.returncode == 0, f"{args[0]} failed:\n{result.stdout}\n{result.stderr}"
+    return result
