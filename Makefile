@@ -28,7 +28,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-# Full backend parity run (~10 min on 2 CPU cores): simulate a scan, then train -> save -> load ->
+# Full backend parity run (~4 min on 2 CPU cores): simulate a scan, then train -> save -> load ->
 # infer with TensorFlow and PyTorch and write outputs/parity/reports/<UTC timestamp>/ (see docs/parity.md).
 PARITY_SCAN := outputs/parity/scan.npz
 parity: $(STAMP)

@@ -180,7 +180,8 @@ def small_parity_run(tmp_path_factory):
                  "--N", "64", "--nphotons", "1e6", "--seed", "1"]) == 0
     status = main(["parity", "--data", str(scan), "--out", str(root / "reports"),
                    "--nepochs", "1", "--n-filters-scale", "1", "--batch-size", "16",
-                   "--checks", "quick", "--max-psnr-diff-db", "1000", "--quiet"])
+                   "--checks", "quick", "--max-psnr-diff-db", "1000", "--threads", "1",
+                   "--quiet"])
     (folder,) = (root / "reports").iterdir()
     return status, folder
 

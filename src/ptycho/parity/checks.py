@@ -33,6 +33,7 @@ Frameworks are imported inside the functions; a backend that is not installed gi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -507,6 +508,23 @@ MODEL_CASES = tuple(ModelCase(N, gs, ob, pb) for N in (64, 128) for gs in (1, 2)
                     for ob in (True, False) for pb in (True, False))
 
 
+@contextlib.contextmanager
+def deterministic_torch(threads: int = 1):
+    """One intra-op thread for torch inside the block (restored after).
+
+    Fixes the reduction order of the float32 sums, and avoids the OpenMP spin-waiting that
+    makes small torch ops 5-10x slower on a loaded 2-core machine.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _torch_pair(case: ModelCase, batch: SyntheticBatch, seed: int, train_config=None):
     """A torch PINN (seeded random init), its Lightning module, and the Keras copy."""
     import torch
@@ -543,6 +561,11 @@ def _torch_batch(batch: SyntheticBatch) -> dict:
 
 def check_model(case: ModelCase, seed: int = 0, batch_size: int = 2) -> list[CheckResult]:
     """Forward pass, loss and predict of both backends with the same (transferred) weights."""
+    with deterministic_torch():
+        return _check_model(case, seed, batch_size)
+
+
+def _check_model(case: ModelCase, seed: int, batch_size: int) -> list[CheckResult]:
     import torch
 
     from ptycho.backends.pytorch.trained_model import TorchTrainedModel
@@ -625,8 +648,16 @@ def loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20, batch_
     backend trains with (``'keras_adam'``: epsilon 1e-8 added to the uncorrected sqrt(v)).
     The batches cycle through ``n_batches`` simulated batches; the learning rate is
     ``TrainingConfig.learning_rate``. Loss ``k`` is evaluated with the weights after ``k``
-    updates.
+    updates. torch runs on one thread (:func:`deterministic_torch`).
     """
+    if keras_optimizer not in KERAS_OPTIMIZERS:
+        raise ValueError(f"keras_optimizer must be one of {KERAS_OPTIMIZERS}")
+    with deterministic_torch():
+        return _loss_curves(case, steps, batch_size, n_batches, seed, keras_optimizer)
+
+
+def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, seed: int,
+                 keras_optimizer: str) -> LossCurves:
     import keras
     import tensorflow as tf
     import torch
@@ -635,8 +666,6 @@ def loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20, batch_
     from ptycho.config.config import TrainingConfig
     from ptycho.parity.optim import torch_adam
 
-    if keras_optimizer not in KERAS_OPTIMIZERS:
-        raise ValueError(f"keras_optimizer must be one of {KERAS_OPTIMIZERS}")
     start = time.perf_counter()
     batches = synthetic_batches(case.N, case.gridsize, batch_size, n_batches, seed=seed)
     train_config = TrainingConfig(model=case.model_config())

@@ -440,18 +440,42 @@ def _check_inputs(settings: HarnessSettings) -> None:
         raise InputError("output path is a file", "--out", "a folder (existing or new)", str(out))
 
 
-def run_parity_checks(level: str) -> tuple[list, float, str | None]:
+def _limit_threads(threads: int | None):
+    """Use ``threads`` CPU threads in this process; return a function restoring torch's count."""
+    torch = sys.modules.get("torch") if threads else None
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(threads)
+    tf = sys.modules.get("tensorflow") if threads else None
+    if tf is not None:
+        try:    # only possible before TensorFlow has run an op
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:
+            pass
+
+    def restore() -> None:
+        if torch is not None:
+            torch.set_num_threads(before)
+
+    return restore
+
+
+def run_parity_checks(level: str, threads: int | None = None) -> tuple[list, float, str | None]:
     """``(rows, seconds, error)`` of :func:`ptycho.parity.checks.run_checks` at ``level``."""
     from ptycho.parity import checks
 
     if level == "none":
         return [], 0.0, None
     start = time.perf_counter()
+    restore = _limit_threads(threads)
     try:
         rows = checks.run_checks(level)
         return rows, time.perf_counter() - start, None
     except Exception as exc:
         return [], time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
+    finally:
+        restore()
 
 
 @dataclass
@@ -523,7 +547,7 @@ def run_harness(settings: HarnessSettings) -> HarnessResult:
         run.metrics = read_metrics(inference_dir)
         runs.append(run)
 
-    rows, checks_seconds, checks_error = run_parity_checks(settings.checks)
+    rows, checks_seconds, checks_error = run_parity_checks(settings.checks, settings.threads)
     report = report_mod.build_report(
         settings=settings, report_dir=report_dir, started=started, finished=utc_iso(),
         wall_s=time.perf_counter() - begin, environment=collect_environment(), runs=runs,

@@ -99,7 +99,7 @@ def _residual_risks(settings, runs: dict, rows: list, environment: dict, same_in
         "The TensorFlow backend trains with Keras Adam, which adds epsilon to the uncorrected "
         "sqrt(v) (torch adds it to the bias-corrected one); with the same epsilon the first "
         "steps move weights with gradients below ~1e-6 differently (20-step loss curves differ "
-        "by up to ~7e-4 relative instead of ~1e-4 with the torch rule, see docs/parity.md).",
+        "by up to ~8e-4 relative instead of ~1e-4 with the torch rule, see docs/parity.md).",
         "The parity table is measured on small random data (N=16 components, batches of 2 for "
         "the models) with freshly initialised weights, not on the trained models of this run.",
         "float32 results depend on the kernels and thread count of this machine (oneDNN, "
