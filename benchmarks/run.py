@@ -10,6 +10,7 @@ Run ``python benchmarks/run.py --help`` for options (``--quick`` for a smoke run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -92,45 +93,47 @@ def simulated_scan(n_positions: int, N: int, seed: int = 0):
 
 
 def bench_backend(backend: str, N: int, gridsize: int, args) -> dict:
-    """Training and inference throughput of one backend/configuration (run in a subprocess)."""
+    """Training and inference throughput of one backend/configuration (run in a subprocess).
+
+    Training: the median wall time of epochs 2..E (the first includes set-up, tracing and
+    warm-up). Predict: whole patches, the model's full FLOPs. Predict + stitch: the inference
+    pipeline (``workflows.inference.reconstruct``, which asks only for the stitched centre).
+    """
     from ptycho import physics
     from ptycho.backends import load_backend
-    from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+    from ptycho.config.config import (
+        DEFAULT_PREDICT_BATCH,
+        ExecutionConfig,
+        ModelConfig,
+        TrainingConfig,
+    )
     from ptycho.data.grouping import GroupedData
-    from ptycho.stitching import stitch_patches
+    from ptycho.stitching import DEFAULT_CROP_PX
+    from ptycho.workflows.inference import reconstruct
 
     module = load_backend(backend)
     scan = simulated_scan(args.train_positions, N)
-    config = TrainingConfig(model=ModelConfig(N=N, gridsize=gridsize), nepochs=args.epochs,
+    config = TrainingConfig(model=ModelConfig(N=N, gridsize=gridsize), nepochs=1 + args.epochs,
                             batch_size=16, validation_fraction=0.0, early_stop_patience=100,
-                            backend=backend)
+                            plateau_patience=100, backend=backend)
     grouped = GroupedData.from_scan(scan, gridsize)
     probe = physics.normalize_probe(scan.probe)
     scale = physics.intensity_scale(scan.mean_photons_per_pattern(), N)
     execution = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
     with tempfile.TemporaryDirectory() as tmp:
-        module.train_model(grouped, None, probe, scale,
-                           TrainingConfig(model=config.model, nepochs=1, batch_size=16,
-                                          validation_fraction=0.0, backend=backend),
-                           execution, Path(tmp))  # warm-up (imports, allocations)
-        started = time.perf_counter()
         model = module.train_model(grouped, None, probe, scale, config, execution, Path(tmp))
-        train_s = time.perf_counter() - started
-    train_rate = len(grouped) * args.epochs / train_s
+    epoch_s = statistics.median(model.history["epoch_time_s"][1:])
+    train_rate = len(grouped) / epoch_s
 
     infer_scan = simulated_scan(args.infer_positions, N, seed=1)
     infer_grouped = GroupedData.from_scan(infer_scan, gridsize)
     x = infer_grouped.X() * np.float32(model.intensity_scale)
     coords = infer_grouped.coords()
-    model.predict([x[:64], coords["relative"][:64]])
-    predict_s = median_time(lambda: model.predict([x, coords["relative"]], batch_size=256),
-                            args.repeats)
-
-    def predict_and_stitch():
-        patches = model.predict([x, coords["relative"]], batch_size=256)[..., 0]
-        stitch_patches(patches, coords["offsets"][:, 0, :, 0])
-
-    stitch_s = median_time(predict_and_stitch, args.repeats)
+    for central_px in (None, DEFAULT_CROP_PX):  # warm-up (and tf.function tracing)
+        model.predict([x[:DEFAULT_PREDICT_BATCH], coords["relative"][:DEFAULT_PREDICT_BATCH]],
+                      central_px=central_px)
+    predict_s = median_time(lambda: model.predict([x, coords["relative"]]), args.repeats)
+    stitch_s = median_time(lambda: reconstruct(model, infer_scan), args.repeats)
     flops = model_flops_per_pattern(N, gridsize)
     return {
         "backend": backend, "N": N, "gridsize": gridsize,
@@ -156,7 +159,12 @@ def command_wall_s(argv: list[str], repeats: int) -> float:
 
 
 def bench_cli(args, tmp: Path) -> dict:
-    """``--help`` and ``import ptycho`` wall times; end-to-end ``ptychopinn infer`` on 512 positions."""
+    """``--help`` and ``import ptycho`` wall times; end-to-end ``ptychopinn infer`` on 512 positions.
+
+    ``infer_512_<backend>_s``: a scan without ground truth (reconstruction, images, npz);
+    ``..._with_metrics_s``: the same scan with ``objectGuess`` (adds metrics.json and
+    comparison.png).
+    """
     python = sys.executable
     out = {
         "help_s": command_wall_s([python, "-m", "ptycho.cli.main", "--help"], args.repeats),
@@ -165,30 +173,37 @@ def bench_cli(args, tmp: Path) -> dict:
     from ptycho.data.npz import write_scan_npz
 
     scan_path = tmp / "scan512.npz"
-    write_scan_npz(scan_path, simulated_scan(512, 64, seed=2))
+    scan = simulated_scan(512, 64, seed=2)
+    write_scan_npz(scan_path, scan)
+    measured_path = tmp / "scan512_measured.npz"  # as from an instrument: no objectGuess
+    write_scan_npz(measured_path, dataclasses.replace(scan, object_guess=None))
     for backend in args.backends:
         model_dir = tmp / f"model_{backend}"
         subprocess.run([python, "-m", "ptycho.cli.main", "train", "--train_data_file", scan_path,
                         "--output_dir", model_dir, "--nepochs", "1", "--n_groups", "64",
                         "--backend", backend, "--quiet", "--logger", "none"],
                        capture_output=True, check=True)
-        argv = [python, "-m", "ptycho.cli.main", "infer", "--model_path", str(model_dir),
-                "--test_data", str(scan_path), "--output_dir", str(tmp / f"out_{backend}")]
-        out[f"infer_512_{backend}_s"] = command_wall_s(argv, args.repeats)
+        for label, path in (("", measured_path), ("_with_metrics", scan_path)):
+            argv = [python, "-m", "ptycho.cli.main", "infer", "--model_path", str(model_dir),
+                    "--test_data", str(path), "--output_dir", str(tmp / f"out_{backend}{label}")]
+            out[f"infer_512_{backend}{label}_s"] = command_wall_s(argv, args.repeats)
     return out
 
 
 def bench_stitch_group(args) -> dict:
+    """Stitching and gridsize-2 grouping of n positions on a dense raster (4 px step, +-1 px
+    jitter: neighbouring 20 px crops overlap as in a real scan)."""
     from ptycho.data.grouping import group_positions
     from ptycho.stitching import stitch_patches
 
     rng = np.random.default_rng(0)
     out = {}
     for n in args.stitch_sizes:
-        x = rng.uniform(0, 30 * np.sqrt(n), n)
-        y = rng.uniform(0, 30 * np.sqrt(n), n)
+        side = int(np.ceil(np.sqrt(n)))
+        x = (np.arange(n) % side) * 4.0 + rng.uniform(-1, 1, n)
+        y = (np.arange(n) // side) * 4.0 + rng.uniform(-1, 1, n)
         patches = np.broadcast_to((rng.random((64, 64)) + 1j).astype(np.complex64), (n, 64, 64))
-        out[f"stitch_{n}_positions_per_s"] = n / median_time(
+        out[f"stitch_{n}_s"] = median_time(
             lambda: stitch_patches(patches, np.column_stack([x, y])), args.repeats)
         out[f"group_gs2_{n}_s"] = median_time(lambda: group_positions(x, y, 2), args.repeats)
     return out
@@ -263,12 +278,15 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", nargs="+", type=int, default=[64, 128], help="N values")
     parser.add_argument("--gridsizes", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="timed training epochs (after one warm-up epoch)")
     parser.add_argument("--train-positions", type=int, default=96)
-    parser.add_argument("--infer-positions", type=int, default=512)
+    parser.add_argument("--infer-positions", type=int, default=256)
     parser.add_argument("--stitch-sizes", nargs="+", type=int, default=[1000, 10000, 100000])
     parser.add_argument("--quality-epochs", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS,
+                        help="folder for <timestamp>.json and .md (default: benchmarks/results)")
     parser.add_argument("--one", nargs=3, metavar=("BACKEND", "N", "GRIDSIZE"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -300,10 +318,10 @@ def main(argv=None) -> int:
 
     def save() -> str:
         """Write the JSON and markdown after every section, so a partial run keeps its figures."""
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / f"{stamp}.json").write_text(json.dumps(report, indent=2))
         table = markdown(report)
-        (RESULTS / f"{stamp}.md").write_text(table)
+        (args.out / f"{stamp}.md").write_text(table)
         return table
 
     def section(name: str, fn) -> None:
@@ -333,7 +351,7 @@ def main(argv=None) -> int:
     section("stitching and grouping", lambda: report["stitch_group"].update(bench_stitch_group(args)))
     section("quality", lambda: report["quality"].update(bench_quality(args)))
     print(save())
-    print(f"results: {RESULTS / stamp}.json and .md", file=sys.stderr)
+    print(f"results: {args.out / stamp}.json and .md", file=sys.stderr)
     return 0
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ CHILD = textwrap.dedent("""
             self.model_config = ModelConfig(N=n, gridsize=gridsize)
             self.probe = np.ones((n, n), np.complex64)
 
-        def predict(self, inputs, batch_size=256):
+        def predict(self, inputs, batch_size=256, central_px=None):
             x, offsets = inputs
             factor = np.exp(1j * 0.01 * offsets.sum(axis=(1, 2, 3))).astype(np.complex64)
             return x[..., :1] * factor[:, None, None, None]

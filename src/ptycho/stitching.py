@@ -77,7 +77,7 @@ class Stitcher:
         Patches processed per vectorised step inside :meth:`add` (bounds temporary memory).
     """
 
-    def __init__(self, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX, *, chunk_size: int = 8192):
+    def __init__(self, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX, *, chunk_size: int = 1024):
         offsets_xy = np.asarray(offsets_xy, np.float64).reshape(-1, 2)
         if M < 1:
             raise ValueError(f"crop size M={M} must be >= 1")
@@ -136,7 +136,7 @@ class Stitcher:
 
 
 def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX,
-                   chunk_size: int = 8192) -> StitchedObject:
+                   chunk_size: int = 1024) -> StitchedObject:
     """Shift-and-sum the central M x M crops of ``patches`` at ``offsets_xy``.
 
     Parameters

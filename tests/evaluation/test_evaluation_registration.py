@@ -120,3 +120,13 @@ def test_least_squares_ambiguity_estimates():
     recon = 3.0 * truth * np.exp(-0.4j)
     assert reg.global_phase_offset(truth, recon) == pytest.approx(0.4)
     assert reg.amplitude_scale(np.abs(truth), np.abs(recon)) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 17, 64, 101])
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.25, 0.5, 1.0])
+def test_tukey_window_matches_scipy(n, fraction):
+    from scipy.signal.windows import tukey
+
+    from ptycho.evaluation._window import tukey_window
+
+    np.testing.assert_allclose(tukey_window(n, fraction), tukey(n, fraction), rtol=0, atol=1e-12)

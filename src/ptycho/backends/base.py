@@ -19,9 +19,14 @@ A ``TrainedModel`` has attributes ``backend`` (str), ``model_config`` (ModelConf
 ``intensity_scale`` (float, the trained s), ``probe`` ((N, N) complex64, the trained probe),
 ``history`` (dict of per-epoch lists) and the methods
 
-``predict(inputs, batch_size=256) -> ndarray``
+``predict(inputs, batch_size=DEFAULT_PREDICT_BATCH, central_px=None) -> ndarray``
     ``inputs = [X_scaled (B, N, N, C) float32, local_offsets (B, 1, 2, C)]``; returns the object
     patch of each sample, centred on the group mean, complex64 (B, N, N, 1). No autograd.
+    ``central_px`` (int, optional) says the caller uses only the central
+    ``central_px x central_px`` pixels of each patch (stitching uses its crop M); when that is
+    at most N/2 the cnn skips its border branch and returns zeros outside the central N/2 box
+    (exact inside; about 30 % faster at N=64, gridsize 1). Ignored where the whole patches
+    are needed (the object_big merge of gridsize > 1).
 
 ``payload_bytes() -> bytes``
     The serialised weights (torch state_dict / Keras weights.h5).
@@ -33,6 +38,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ptycho.config.config import DEFAULT_PREDICT_BATCH
+
 
 class TrainedModel(Protocol):
     backend: str
@@ -41,6 +48,7 @@ class TrainedModel(Protocol):
     probe: np.ndarray
     history: dict
 
-    def predict(self, inputs, batch_size: int = 256) -> np.ndarray: ...
+    def predict(self, inputs, batch_size: int = DEFAULT_PREDICT_BATCH,
+                central_px: int | None = None) -> np.ndarray: ...
 
     def payload_bytes(self) -> bytes: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ptycho.cli.common import add_option, ensure_output_dir
+from ptycho.config.config import DEFAULT_PREDICT_BATCH
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -19,7 +20,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="scan to reconstruct (.npz or .h5)")
     add_option(parser, "output_dir", type=str, default="inference_outputs",
                help="output folder (default: inference_outputs)")
-    add_option(parser, "batch_size", type=int, default=256, help="samples per predict batch (default: 256)")
+    add_option(parser, "batch_size", type=int, default=DEFAULT_PREDICT_BATCH,
+               help=f"samples per predict batch (default: {DEFAULT_PREDICT_BATCH}; larger batches suit GPUs)")
     add_option(parser, "neighbor_count", type=int, default=4,
                help="K for grouping when gridsize > 1 (default: 4)")
     add_option(parser, "crop_px", type=int, default=20,

@@ -155,6 +155,12 @@ class InferenceConfig:
         _apply_n_images_alias(self)
 
 
+#: Default samples per predict batch. Small batches keep the activations in the CPU caches
+#: (about 25 % faster than 256 on a 2-core CPU, see benchmarks); pass a larger
+#: ``inference_batch_size`` / ``--batch-size`` on a GPU.
+DEFAULT_PREDICT_BATCH = 16
+
+
 @dataclass
 class ExecutionConfig:
     """Where and how computation runs. Never written to the legacy ``params.cfg``.
@@ -178,7 +184,7 @@ class ExecutionConfig:
     progress_bar : bool
         Show a progress bar during training.
     inference_batch_size : int
-        Samples per predict batch.
+        Samples per predict batch (default :data:`DEFAULT_PREDICT_BATCH`).
     """
 
     accelerator: str = "auto"
@@ -189,7 +195,7 @@ class ExecutionConfig:
     num_workers: int = 0
     logger: str = "csv"
     progress_bar: bool = True
-    inference_batch_size: int = 256
+    inference_batch_size: int = DEFAULT_PREDICT_BATCH
 
 
 # ---------------------------------------------------------------------------------------------

@@ -72,9 +72,11 @@ def comparison_figure(result, path: str | os.PathLike, *, title: str | None = No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(17, 8), dpi=dpi, layout="constrained")
+    figure = Figure(figsize=(17, 8), dpi=dpi)
     FigureCanvasAgg(figure)
-    axes = figure.subplots(2, 4)
+    # fixed margins: a layout engine would double the drawing time (about 0.3 s)
+    axes = figure.subplots(2, 4, gridspec_kw={"left": 0.02, "right": 0.98, "bottom": 0.08,
+                                               "top": 0.9, "wspace": 0.22, "hspace": 0.22})
     mask = result.mask
     for row, (key, name, cmap, unit) in enumerate(_ROWS):
         truth, recon = (_masked(image, mask) for image in result.images[key])
@@ -102,3 +104,5 @@ def comparison_figure(result, path: str | os.PathLike, *, title: str | None = No
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
     return path
+
+

@@ -26,6 +26,7 @@ import ptycho.probe
 import ptycho.tf_helper  # noqa: F401
 from ptycho import model_manager, params
 from ptycho.config.config import (
+    DEFAULT_PREDICT_BATCH,
     ExecutionConfig,
     TrainingConfig,
     dataclass_to_legacy_dict,
@@ -173,10 +174,11 @@ class BundleModel:
         self._model = model
         self._source = source
 
-    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
+    def predict(self, inputs, batch_size: int = DEFAULT_PREDICT_BATCH,
+                central_px: int | None = None) -> np.ndarray:
         """``[X * intensity_scale (b, N, N, C), local_offsets (b, 1, 2, C)]``.
 
-        Returns complex (b, N, N, 1).
+        Returns complex (b, N, N, 1); ``central_px`` as in ``ptycho.backends.base``.
         """
         gridsize = int(self._model.model_config.gridsize)
         shape = tuple(np.shape(inputs[0]))
@@ -189,7 +191,7 @@ class BundleModel:
                 f"as the model was trained; in ptychodus set the PtychoPINN model GridSize to "
                 f"{gridsize}, or train a model with the gridsize you need",
                 f"{shape[-1]} pattern(s) per sample, {got_text}")
-        return self._model.predict(inputs, batch_size=batch_size)
+        return self._model.predict(inputs, batch_size=batch_size, central_px=central_px)
 
     def __getattr__(self, name: str):
         if name.startswith("__") or name in ("_model", "_source"):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ptycho.config.config import DEFAULT_PREDICT_BATCH
 from ptycho.data.grouping import GroupedData
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
@@ -18,8 +19,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_GROUPS = 4096
 """Groups predicted and stitched per step (bounds memory on large scans)."""
-KEEP_PATCHES_MAX_BYTES = 256 * 2**20
-"""``keep_patches=None`` keeps the predicted patches only when they take at most this much."""
 
 
 @dataclass
@@ -34,10 +33,10 @@ class InferenceResult:
     positions_xy: np.ndarray
 
 
-def reconstruct(model, scan: Scan, *, batch_size: int = 256, neighbor_count: int = 4,
+def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, neighbor_count: int = 4,
                 crop_px: int = DEFAULT_CROP_PX, seed: int = 0,
                 chunk_groups: int = DEFAULT_CHUNK_GROUPS,
-                keep_patches: bool | None = None) -> InferenceResult:
+                keep_patches: bool = False) -> InferenceResult:
     """Group every scan position, predict object patches and stitch them, chunk by chunk.
 
     Patterns are read, predicted and stitched ``chunk_groups`` groups at a time, so memory
@@ -53,9 +52,10 @@ def reconstruct(model, scan: Scan, *, batch_size: int = 256, neighbor_count: int
         Samples per ``model.predict`` batch.
     chunk_groups : int
         Groups per predict-and-stitch step (rounded up to a multiple of ``batch_size``).
-    keep_patches : bool or None
-        Return the predicted patches in ``InferenceResult.patches``; None keeps them when they
-        take at most :data:`KEEP_PATCHES_MAX_BYTES`.
+    keep_patches : bool
+        Return the whole predicted patches in ``InferenceResult.patches`` (n, N, N) (memory:
+        n * N * N * 8 bytes). Without them the model is asked only for the central
+        ``crop_px`` pixels that stitching uses (``central_px``, faster for gridsize 1).
     """
     cfg = model.model_config
     if scan.N != cfg.N:
@@ -68,15 +68,14 @@ def reconstruct(model, scan: Scan, *, batch_size: int = 256, neighbor_count: int
     for lo in range(0, n_groups, step):
         rows = np.arange(lo, min(lo + step, n_groups))
         positions[rows] = grouped.coords(rows)["offsets"][:, 0, :, 0]
-    if keep_patches is None:
-        keep_patches = n_groups * cfg.N * cfg.N * 8 <= KEEP_PATCHES_MAX_BYTES
+    central_px = None if keep_patches else crop_px
     stitcher = Stitcher(positions, M=crop_px)
     kept = []
     scale = np.float32(model.intensity_scale)
     for lo in range(0, n_groups, step):
         rows = np.arange(lo, min(lo + step, n_groups))
         patches = model.predict([grouped.X(rows) * scale, grouped.coords(rows)["relative"]],
-                                batch_size=batch_size)[..., 0]
+                                batch_size=batch_size, central_px=central_px)[..., 0]
         stitcher.add(patches, positions[rows])
         if keep_patches:
             kept.append(patches)

@@ -15,18 +15,23 @@ from ptycho.fileio import atomic_path, write_text_atomic
 from ptycho.stitching import StitchedObject
 
 
-def _pyplot():
-    import matplotlib
+def _figure(figsize: tuple[float, float], **subplot_margins):
+    """A figure with one axis on the Agg canvas (no pyplot: a host application's matplotlib
+    backend, e.g. the ptychodus GUI's, is never changed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    figure = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(figure)
+    figure.subplots_adjust(**subplot_margins)
+    return figure, figure.add_subplot()
 
 
 def save_history_csv(history: dict, path: Path) -> Path:
-    """Write per-epoch metrics (epoch, train_loss, val_loss, intensity_scale, learning_rate)."""
-    columns = [k for k in ("epoch", "train_loss", "val_loss", "intensity_scale", "learning_rate")
+    """Write per-epoch metrics (epoch, train_loss, val_loss, intensity_scale, learning_rate,
+    epoch_time_s: wall seconds of the epoch)."""
+    columns = [k for k in ("epoch", "train_loss", "val_loss", "intensity_scale", "learning_rate",
+                           "epoch_time_s")
                if isinstance(history.get(k), list) and history.get(k)]
     rows = len(history.get("epoch", []))
     buffer = io.StringIO()
@@ -40,8 +45,7 @@ def save_history_csv(history: dict, path: Path) -> Path:
 
 def plot_loss_curve(history: dict, path: Path) -> Path:
     """Training (and validation) loss against epoch, as PNG."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = _figure((6, 4), left=0.15, right=0.97, bottom=0.13, top=0.95)
     epochs = history.get("epoch", [])
     for key, label in (("train_loss", "training"), ("val_loss", "validation")):
         values = history.get(key) or []
@@ -51,10 +55,8 @@ def plot_loss_curve(history: dict, path: Path) -> Path:
     ax.set_ylabel("loss (Poisson NLL)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path
 
 
@@ -75,18 +77,15 @@ def save_object_images(obj: np.ndarray, output_dir: Path, weight: np.ndarray | N
 
     Pixels with zero overlap weight are shown blank.
     """
-    plt = _pyplot()
     covered = weight > 0 if weight is not None else np.ones(obj.shape, bool)
     written = []
     for name, values, cmap in (("reconstructed_amplitude.png", np.abs(obj), "gray"),
                                ("reconstructed_phase.png", np.angle(obj), "viridis")):
-        fig, ax = plt.subplots(figsize=(6, 6), dpi=100)
+        fig, ax = _figure((6, 6), left=0.08, right=0.88, bottom=0.04, top=0.94)
         image = ax.imshow(np.ma.masked_where(~covered, values), cmap=cmap)
         ax.set_title(name.removesuffix(".png").replace("_", " "))
         fig.colorbar(image, ax=ax, fraction=0.046)
-        fig.tight_layout()
         with atomic_path(output_dir / name) as tmp:
             fig.savefig(tmp, format="png")
-        plt.close(fig)
         written.append(output_dir / name)
     return written

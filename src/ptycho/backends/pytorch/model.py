@@ -48,10 +48,13 @@ class PtychoPINN(nn.Module):
         self.illumination = fm.ProbeIllumination(probe, probe_trainable, config.probe_mask,
                                                  config.gaussian_smoothing_sigma)
 
-    def object_patches(self, x_scaled: torch.Tensor) -> torch.Tensor:
-        """Complex generator output (B, C_out, N, N) for network input ``s * X``."""
+    def object_patches(self, x_scaled: torch.Tensor, central_only: bool = False) -> torch.Tensor:
+        """Complex generator output (B, C_out, N, N) for network input ``s * X``.
+
+        ``central_only`` computes only the central N/2 box (see :class:`CnnGenerator`).
+        """
         x = (x_scaled / self.scaler.scale()).contiguous(memory_format=torch.channels_last)
-        amplitude, phase = self.generator(x)
+        amplitude, phase = self.generator(x, central_only)
         amplitude, phase = amplitude.float(), phase.float()  # physics stays float32 under AMP
         # Not torch.polar: its gradient is wrong for negative amplitudes (swish border branch).
         return torch.complex(amplitude * torch.cos(phase), amplitude * torch.sin(phase))
@@ -73,10 +76,16 @@ class PtychoPINN(nn.Module):
                              amplitude=amplitude)
 
     @torch.no_grad()
-    def predict_object(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor) -> torch.Tensor:
-        """Object patch centred on each group mean, (B, 1, N, N) complex (no physics)."""
-        patches = self.object_patches(x_scaled)
-        if self.config.object_big and rel_xy.shape[1] > 1:
+    def predict_object(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor,
+                       central_only: bool = False) -> torch.Tensor:
+        """Object patch centred on each group mean, (B, 1, N, N) complex (no physics).
+
+        ``central_only``: only the central N/2 box is needed (exact there, zero outside). It
+        is ignored for the object_big merge of several patterns, which needs whole patches.
+        """
+        merge = self.config.object_big and rel_xy.shape[1] > 1
+        patches = self.object_patches(x_scaled, central_only and not merge)
+        if merge:
             return fm.merge_and_extract(patches, rel_xy, self.config.pad_object)[1]
         return patches
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ptycho.backends.pytorch.model import PtychoPINN, offsets_to_torch
-from ptycho.config.config import ModelConfig
+from ptycho.config.config import DEFAULT_PREDICT_BATCH, ModelConfig
 from ptycho.errors import ArchiveError, InputError
 
 PAYLOAD_NAME = "weights.pt"
@@ -42,8 +42,13 @@ class TorchTrainedModel:
         torch.save(state, buffer)
         return buffer.getvalue()
 
-    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
-        """``inputs = [X_scaled (B, N, N, C), offsets (B, 1, 2, C)]`` -> complex64 (B, N, N, 1)."""
+    def predict(self, inputs, batch_size: int = DEFAULT_PREDICT_BATCH,
+                central_px: int | None = None) -> np.ndarray:
+        """``inputs = [X_scaled (B, N, N, C), offsets (B, 1, 2, C)]`` -> complex64 (B, N, N, 1).
+
+        ``central_px``: the caller uses only the central ``central_px`` pixels of each patch
+        (see ``ptycho.backends.base``); up to N/2 this skips the border branch.
+        """
         x_all, offsets_all = inputs
         x_all = np.asarray(x_all, np.float32)
         channels = self.model_config.gridsize ** 2
@@ -54,13 +59,14 @@ class TorchTrainedModel:
                 f"gridsize-{self.model_config.gridsize} model (regroup the data with "
                 f"gridsize={self.model_config.gridsize})", f"shape {tuple(x_all.shape)}")
         rel_all = offsets_to_torch(offsets_all)
+        central_only = central_px is not None and central_px <= self.model_config.N // 2
         outputs = []
         with torch.inference_mode():
             for lo in range(0, len(x_all), batch_size):
                 x = torch.from_numpy(np.ascontiguousarray(
                     np.moveaxis(x_all[lo:lo + batch_size], -1, 1))).to(self.device)
                 rel = torch.from_numpy(rel_all[lo:lo + batch_size]).to(self.device)
-                obj = self.module.predict_object(x, rel)
+                obj = self.module.predict_object(x, rel, central_only)
                 outputs.append(obj[:, 0].cpu().numpy())
         result = np.concatenate(outputs) if outputs else np.zeros((0, x_all.shape[1], x_all.shape[2]))
         return result[..., None].astype(np.complex64)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import logging
+import time
 import warnings
 from pathlib import Path
 
@@ -32,7 +33,10 @@ log = logging.getLogger(__name__)
 
 
 class HistoryAndBest(Callback):
-    """Records per-epoch metrics and keeps the weights of the best epoch in memory."""
+    """Records per-epoch metrics and keeps the weights of the best epoch in memory.
+
+    ``epoch_time_s`` is the wall time of each epoch (training and validation).
+    """
 
     def __init__(self, monitor: str):
         self.monitor = monitor
@@ -41,13 +45,18 @@ class HistoryAndBest(Callback):
         self.best_epoch = -1
         self.best_state: dict | None = None
         self.epoch_offset = 0  # epochs completed before a resumed run
+        self._epoch_started = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: PINNLightning) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: PINNLightning) -> None:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics["intensity_scale"] = float(pl_module.model.scaler.scale().detach())
         metrics["learning_rate"] = float(trainer.optimizers[0].param_groups[0]["lr"])
         self.history.setdefault("epoch", []).append(trainer.current_epoch + self.epoch_offset)
-        for key in ("train_loss", "val_loss", "intensity_scale", "learning_rate"):
+        metrics["epoch_time_s"] = time.perf_counter() - self._epoch_started
+        for key in ("train_loss", "val_loss", "intensity_scale", "learning_rate", "epoch_time_s"):
             if key in metrics:
                 self.history.setdefault(key, []).append(metrics[key])
         score = metrics.get(self.monitor, float("inf"))

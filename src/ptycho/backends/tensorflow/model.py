@@ -69,9 +69,13 @@ class PtychoPINN(keras.Model):
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def object_patches(self, x_scaled) -> tf.Tensor:
-        """Complex generator output (B, N, N, C_out) complex64 for network input ``s * X``."""
-        amplitude, phase = self.generator(x_scaled / self.scaler.scale())
+    def object_patches(self, x_scaled, central_only: bool = False) -> tf.Tensor:
+        """Complex generator output (B, N, N, C_out) complex64 for network input ``s * X``.
+
+        ``central_only`` computes only the central N/2 box (see ``network.CnnGenerator``).
+        """
+        amplitude, phase = self.generator(x_scaled / self.scaler.scale(),
+                                          central_only=central_only)
         return tf.complex(amplitude * tf.math.cos(phase), amplitude * tf.math.sin(phase))
 
     def place(self, patches: tf.Tensor, rel_xy: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -99,11 +103,16 @@ class PtychoPINN(keras.Model):
         x_scaled, local_offsets = inputs
         return self.forward(x_scaled, local_offsets)
 
-    def predict_object(self, x_scaled, local_offsets) -> tf.Tensor:
-        """Object patch centred on each group mean, (B, N, N, 1) complex64 (no physics)."""
+    def predict_object(self, x_scaled, local_offsets, central_only: bool = False) -> tf.Tensor:
+        """Object patch centred on each group mean, (B, N, N, 1) complex64 (no physics).
+
+        ``central_only``: only the central N/2 box is needed (exact there, zero outside). It
+        is ignored for the object_big merge of several patterns, which needs whole patches.
+        """
         rel_xy = fm.offsets_to_rel(local_offsets)
-        patches = self.object_patches(x_scaled)
-        if self.model_config.object_big and rel_xy.shape[1] > 1:
+        merge = self.model_config.object_big and rel_xy.shape[1] > 1
+        patches = self.object_patches(x_scaled, central_only=central_only and not merge)
+        if merge:
             return fm.merge_and_extract(patches, rel_xy, self.model_config.pad_object)[1]
         return patches
 

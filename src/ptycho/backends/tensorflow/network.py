@@ -111,7 +111,8 @@ class DecoderBranch(keras.layers.Layer):
     With ``pad_object`` the head predicts the central N/2 box (zero-padded to N) from all but
     the last 4 feature channels; with ``probe_big`` the last 4 channels feed a border branch
     (ConvUp to N, 3x3 conv, swish) kept outside the central box. Without ``pad_object`` a
-    ConvUp to N and the head predict the full patch.
+    ConvUp to N and the head predict the full patch. ``call(features, central_only=True)``
+    skips the border branch (zeros outside the central box; inference that uses only the centre).
     """
 
     def __init__(self, branch: str, decoder_filters: list[int], border_filters: int, c_out: int,
@@ -154,7 +155,7 @@ class DecoderBranch(keras.layers.Layer):
             return math.pi * tf.math.tanh(x)
         return _ACTIVATIONS[self.activation_name](x)
 
-    def call(self, features):
+    def call(self, features, central_only: bool = False):
         x = features
         for block in self.blocks:
             x = block(x)
@@ -163,7 +164,7 @@ class DecoderBranch(keras.layers.Layer):
         quarter = x.shape[1] // 2
         centre = self._head_activation(self.head(x[..., :-BORDER_CHANNELS]))
         out = tf.pad(centre, [[0, 0], [quarter, quarter], [quarter, quarter], [0, 0]])
-        if self.probe_big:
+        if self.probe_big and not central_only:
             border = tf.nn.silu(self.border_head(self.border_up(x[..., -BORDER_CHANNELS:])))
             out = out + border * self._border_mask
         return out
@@ -201,10 +202,11 @@ class CnnGenerator(keras.layers.Layer):
         self.phase.build(shape)
         self.built = True
 
-    def call(self, x):
+    def call(self, x, central_only: bool = False):
         for block in self.encoder:
             x = block(x)
-        return self.amplitude(x), self.phase(x)
+        return (self.amplitude(x, central_only=central_only),
+                self.phase(x, central_only=central_only))
 
     def conv_layers(self) -> list[keras.layers.Conv2D]:
         """Every Conv2D of the generator, in torch state-dict order."""

@@ -16,11 +16,13 @@ The losses, optimiser and schedule mirror ``ptycho.backends.pytorch.lightning_mo
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -32,7 +34,12 @@ from ptycho import physics
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.data import make_datasets
 from ptycho.backends.tensorflow.model import PtychoPINN
-from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+from ptycho.config.config import (
+    DEFAULT_PREDICT_BATCH,
+    ExecutionConfig,
+    ModelConfig,
+    TrainingConfig,
+)
 from ptycho.data.grouping import GroupedData
 from ptycho.errors import InputError
 from ptycho.workflows import interrupt
@@ -191,10 +198,14 @@ class EpochControl(keras.callbacks.Callback):
         self._stop_wait = 0
         self._plateau_best = float("inf")
         self._plateau_bad = 0
+        self._epoch_started = time.perf_counter()
         self.stopped_epoch: int | None = None
 
     def _learning_rate(self) -> float:
         return _to_float(self.model.optimizer.learning_rate)
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs or {}
@@ -207,6 +218,7 @@ class EpochControl(keras.callbacks.Callback):
         self.history.setdefault("intensity_scale", []).append(
             _to_float(self.pinn.scaler.scale()))
         self.history.setdefault("learning_rate", []).append(lr)
+        self.history.setdefault("epoch_time_s", []).append(time.perf_counter() - self._epoch_started)
 
         score = metrics.get(self.monitor)
         score = float("nan") if score is None else float(score)
@@ -351,9 +363,13 @@ class TFTrainedModel:
         self.model_config: ModelConfig = module.model_config
         self.history = history or {}
         n, channels = self.model_config.N, self.model_config.gridsize ** 2
-        self._predict_fn = tf.function(module.predict_object, input_signature=[
-            tf.TensorSpec((None, n, n, channels), tf.float32),
-            tf.TensorSpec((None, 1, 2, channels), tf.float32)])
+        signature = [tf.TensorSpec((None, n, n, channels), tf.float32),
+                     tf.TensorSpec((None, 1, 2, channels), tf.float32)]
+        self._predict_fns = {
+            central_only: tf.function(functools.partial(module.predict_object,
+                                                        central_only=central_only),
+                                      input_signature=signature)
+            for central_only in (False, True)}
 
     @property
     def intensity_scale(self) -> float:
@@ -373,10 +389,13 @@ class TFTrainedModel:
                 self.module.save_weights(path)
             return Path(path).read_bytes()
 
-    def predict(self, inputs, batch_size: int = 256) -> np.ndarray:
+    def predict(self, inputs, batch_size: int = DEFAULT_PREDICT_BATCH,
+                central_px: int | None = None) -> np.ndarray:
         """``inputs = [X_scaled (B, N, N, C), offsets (B, 1, 2, C)]`` -> complex64 (B, N, N, 1).
 
         The object patch of each sample centred on its group mean; no gradients are recorded.
+        ``central_px``: the caller uses only the central ``central_px`` pixels of each patch
+        (see ``ptycho.backends.base``); up to N/2 this skips the border branch.
         """
         x_all, offsets_all = inputs
         x_all = np.asarray(x_all, np.float32)
@@ -389,9 +408,10 @@ class TFTrainedModel:
                 f"model (regroup the data with gridsize={self.model_config.gridsize})",
                 f"shape {tuple(x_all.shape)}")
         offsets_all = np.asarray(offsets_all, np.float32)
+        predict_fn = self._predict_fns[central_px is not None and central_px <= n // 2]
         outputs = []
         for lo in range(0, len(x_all), batch_size):
-            obj = self._predict_fn(tf.constant(x_all[lo:lo + batch_size]),
+            obj = predict_fn(tf.constant(x_all[lo:lo + batch_size]),
                                    tf.constant(offsets_all[lo:lo + batch_size]))
             outputs.append(obj.numpy()[..., 0])
         result = np.concatenate(outputs) if outputs else np.zeros((0, n, n))
