@@ -320,7 +320,7 @@ def test_defocused_probe_is_complex_with_rings():
 # objects
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["lines", "grf", "image:camera", "image:astronaut:brick"])
+@pytest.mark.parametrize("kind", ["lines", "grf", "grf:8", "image:camera", "image:astronaut:brick"])
 def test_objects_have_documented_ranges(kind):
     obj = make_object(kind, (96, 80), np.random.default_rng(0))
     assert obj.shape == (96, 80) and np.iscomplexobj(obj)
@@ -361,3 +361,15 @@ def test_grf_amplitude_and_phase_are_independent_fields():
     obj = make_object("grf", 128, 0)
     assert abs(np.corrcoef(np.abs(obj).ravel(), np.angle(obj).ravel())[0, 1]) < 0.2
     assert not np.array_equal(make_object("grf", 128, 0), make_object("grf", 128, 1))
+
+
+def test_grf_correlation_length_sets_the_feature_size():
+    def mean_gradient(obj):
+        return np.mean(np.abs(np.diff(np.abs(obj), axis=0)))
+
+    fine, coarse = make_object("grf", 256, 0), make_object("grf:8", 256, 0)
+    assert mean_gradient(coarse) < 0.5 * mean_gradient(fine)
+    np.testing.assert_array_equal(make_object("grf:3", 256, 0), fine)  # 3 px is the default
+    for bad in ("grf:0", "grf:-2", "grf:x", "grf:", "grf:nan"):
+        with pytest.raises(InputError, match="grf:SIGMA_PX"):
+            make_object(bad, 64, 0)

@@ -130,3 +130,17 @@ def test_tukey_window_matches_scipy(n, fraction):
     from ptycho.evaluation._window import tukey_window
 
     np.testing.assert_allclose(tukey_window(n, fraction), tukey(n, fraction), rtol=0, atol=1e-12)
+
+
+def test_flat_baseline_scores_a_constant_object(rng):
+    from ptycho.evaluation import flat_baseline_metrics
+
+    truth = smooth_object(rng, 96)
+    recon = truth[8:88, 8:88]
+    flat = flat_baseline_metrics(recon, 8, 8, truth)
+    perfect = evaluate_reconstruction(recon, 8, 8, truth)
+    assert flat["amplitude"]["ssim"] < 0.5 < perfect["amplitude"]["ssim"]
+    assert flat["phase"]["psnr_db"] < perfect["phase"]["psnr_db"]
+    assert flat["registration_shift_px"] == [0.0, 0.0]
+    np.testing.assert_equal(flat, evaluate_reconstruction(
+        np.ones_like(recon), 8, 8, truth, registration="none"))

@@ -41,7 +41,8 @@ def register(subparsers) -> argparse.ArgumentParser:
         "simulate", help="simulate a noisy scan with ground truth (NPZ)",
         description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_option(parser, "object", default=DEFAULTS["object"], metavar="KIND",
-               help="object: lines (random blurred lines), grf (Gaussian random fields), "
+               help="object: lines (random blurred lines), grf or grf:SIGMA_PX (Gaussian random "
+                    "fields, correlation length SIGMA_PX pixels, default 3), "
                     "image:NAME or image:NAME:PHASE_NAME (scikit-image sample images, e.g. "
                     "camera, astronaut, brick, grass; phase defaults to NAME rotated 90 deg) "
                     "(default: %(default)s)")

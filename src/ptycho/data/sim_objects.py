@@ -14,10 +14,11 @@ Kinds
     a transparent background (amplitude 1) with absorbing lines down to 0.5; the phase map has
     a zero-phase background with lines of random sign up to +-pi/2. Amplitude and phase use
     independent sets of lines.
-``'grf'``
+``'grf'`` or ``'grf:SIGMA_PX'``
     Gaussian random fields: white noise filtered in Fourier space by a Gaussian of correlation
-    length ``GRF_CORRELATION_PX`` pixels, standardised and mapped through the normal CDF (so
-    the values spread evenly over the whole range). Independent fields for amplitude and phase.
+    length ``SIGMA_PX`` pixels (default ``GRF_CORRELATION_PX``), standardised and mapped
+    through the normal CDF (so the values spread evenly over the whole range). Independent
+    fields for amplitude and phase; texture everywhere, no flat background.
 ``'image:NAME'`` or ``'image:NAME:PHASE_NAME'``
     scikit-image sample images (``skimage.data.NAME()``, colour converted to grey), resized to
     the object size with anti-aliasing and min-max scaled to [0, 1]. The amplitude uses
@@ -34,7 +35,7 @@ import numpy as np
 
 from ptycho.errors import InputError
 
-OBJECT_KINDS = ("lines", "grf", "image:NAME")
+OBJECT_KINDS = ("lines", "grf", "grf:SIGMA_PX", "image:NAME")
 AMPLITUDE_RANGE = (0.5, 1.0)
 PHASE_RANGE = (-math.pi / 2, math.pi / 2)
 
@@ -156,12 +157,26 @@ def gaussian_random_field(shape: tuple[int, int], rng: np.random.Generator,
     return ndtr(field)
 
 
-def grf_object(size: Size, rng: np.random.Generator) -> np.ndarray:
+def grf_object(size: Size, rng: np.random.Generator,
+               correlation_px: float = GRF_CORRELATION_PX) -> np.ndarray:
     """Independent Gaussian random fields in amplitude and phase. Shape (H, W), complex128."""
     shape = _shape(size)
-    a = gaussian_random_field(shape, rng)
-    p = gaussian_random_field(shape, rng)
+    a = gaussian_random_field(shape, rng, correlation_px)
+    p = gaussian_random_field(shape, rng, correlation_px)
     return compose_object(a, p)
+
+
+def _grf_correlation(kind: str) -> float:
+    """The SIGMA_PX of ``'grf:SIGMA_PX'`` (a number > 0, pixels)."""
+    text = kind[len("grf:"):]
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value > 0):
+        raise InputError("invalid object", "--object", "grf:SIGMA_PX with a correlation length "
+                         "> 0 pixels, e.g. grf:8", repr(kind))
+    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,7 +241,8 @@ def make_object(kind: str, size: Size, rng: np.random.Generator | int | None = N
     Parameters
     ----------
     kind : str
-        ``'lines'``, ``'grf'``, ``'image:NAME'`` or ``'image:NAME:PHASE_NAME'`` (module docstring).
+        ``'lines'``, ``'grf'``, ``'grf:SIGMA_PX'``, ``'image:NAME'`` or ``'image:NAME:PHASE_NAME'``
+        (module docstring).
     size : int or (int, int)
         Object size in pixels, square or (height, width).
     rng : numpy.random.Generator or int, optional
@@ -248,6 +264,9 @@ def make_object(kind: str, size: Size, rng: np.random.Generator | int | None = N
         return lines_object(size, rng)
     if kind == "grf":
         return grf_object(size, rng)
+    if kind.startswith("grf:"):
+        return grf_object(size, rng, _grf_correlation(kind))
     if kind.startswith("image:"):
         return image_object(kind[len("image:"):], size)
-    raise InputError("unknown object kind", "--object", "lines, grf or image:NAME", repr(kind))
+    raise InputError("unknown object kind", "--object", "lines, grf, grf:SIGMA_PX or image:NAME",
+                     repr(kind))

@@ -9,8 +9,9 @@ metrics
 frc
     Fourier ring correlation with the 0.5 and 1/2-bit thresholds.
 compare
-    The pipeline: :func:`evaluate_reconstruction` (metrics dict) and
-    :func:`compare_reconstruction` (metrics plus aligned images and FRC curves).
+    The pipeline: :func:`evaluate_reconstruction` (metrics dict),
+    :func:`compare_reconstruction` (metrics plus aligned images and FRC curves) and
+    :func:`flat_baseline_metrics` (the score of a flat object, the floor to beat).
 reconstruction
     Reading ``reconstruction.npz`` / ``.npy`` files.
 report
@@ -26,6 +27,7 @@ from ptycho.evaluation.compare import (
     EvaluationResult,
     compare_reconstruction,
     evaluate_reconstruction,
+    flat_baseline_metrics,
 )
 from ptycho.evaluation.frc import FRCCurve, frc_curve, half_bit_threshold
 from ptycho.evaluation.metrics import data_range, mae, psnr, ssim
@@ -49,6 +51,7 @@ __all__ = [
     "data_range",
     "evaluate_and_report",
     "evaluate_reconstruction",
+    "flat_baseline_metrics",
     "format_metrics",
     "format_metrics_table",
     "frc_curve",

@@ -258,3 +258,19 @@ def evaluate_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth
     return compare_reconstruction(recon, x0_px, y0_px, truth, scan_xy=scan_xy, valid=valid,
                                   registration=registration, upsample_factor=upsample_factor,
                                   normalize=normalize).metrics
+
+
+def flat_baseline_metrics(recon: np.ndarray, x0_px: float, y0_px: float, truth: np.ndarray, *,
+                          scan_xy: np.ndarray | None = None,
+                          valid: np.ndarray | None = None) -> dict:
+    """Metrics of a flat object (all ones) in place of ``recon``: the score of knowing nothing.
+
+    The flat object covers the same pixels as ``recon`` and is compared the same way (no
+    registration: it has no features to register; the amplitude scale and global phase are
+    still fitted), so a reconstruction that does not beat these numbers has learned nothing
+    that a constant does not give. Same arguments and return value as
+    :func:`evaluate_reconstruction`.
+    """
+    flat = np.ones(np.shape(recon), np.complex64)
+    return evaluate_reconstruction(flat, x0_px, y0_px, truth, scan_xy=scan_xy, valid=valid,
+                                   registration="none")
