@@ -89,3 +89,13 @@ def test_chunked_inference_does_not_depend_on_the_chunk_size(rng, gridsize):
     assert whole.patches.shape == (count, n, n)
     assert reconstruct(model, scan, keep_patches=False).patches is None
     assert reconstruct(model, scan).patches is None  # only kept on request
+
+
+def test_stitcher_refuses_a_canvas_no_scan_could_need(rng):
+    from ptycho.errors import InputError
+
+    offsets = np.array([[0.0, 0.0], [1e300, 5.0]])
+    with pytest.raises(InputError, match="scan too large to stitch"):
+        Stitcher(offsets, M=20)
+    with pytest.raises(InputError, match="units"):
+        stitch_patches(np.ones((2, 32, 32), np.complex64), np.array([[0.0, 0.0], [4e4, 0.0]]))

@@ -19,6 +19,9 @@ import numpy as np
 
 OVERLAP_EPS = 1e-9
 DEFAULT_CROP_PX = 20
+#: Largest canvas side (pixels) a Stitcher accepts: 32768 px needs 24 GiB of accumulators, far
+#: beyond any real scan; larger spans mean positions in the wrong unit (metres, not pixels...).
+MAX_CANVAS_SIDE_PX = 32768
 
 
 @dataclass
@@ -85,6 +88,13 @@ class Stitcher:
         self.chunk_size = max(1, int(chunk_size))
         self.centre, self.pad = canvas_geometry(offsets_xy, self.M)
         self.side = self.M + 2 * self.pad
+        if self.side > MAX_CANVAS_SIDE_PX:
+            from ptycho.errors import InputError
+
+            raise InputError(
+                "scan too large to stitch", "scan positions (xcoords, ycoords)",
+                f"positions in object pixels spanning at most {MAX_CANVAS_SIDE_PX - self.M} px",
+                f"a span of {2 * self.pad} px (check the units of the coordinates)")
         self._alloc = self.side + 1  # room for the zero-weight far corner of a tile at the maximum spread
         self._numerator_re = np.zeros(self._alloc * self._alloc)
         self._numerator_im = np.zeros(self._alloc * self._alloc)

@@ -23,33 +23,25 @@ def _conv(c_in: int, c_out: int) -> nn.Conv2d:
     return conv
 
 
-class ConvPoolBlock(nn.Module):
-    """Two 3x3 conv + ReLU, then 2x2 max-pool.
+class ConvBlock(nn.Module):
+    """Two 3x3 conv + ReLU, then ``resample``: 'pool' (2x2 max-pool) or 'up' (nearest 2x).
 
     The ReLUs work in place on the convolution outputs (autograd-safe: a convolution's gradient
     does not need its output), which saves a large temporary per layer (~15 % faster on CPU).
     """
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, resample: str):
         super().__init__()
+        if resample not in ("pool", "up"):
+            raise ValueError(f"resample must be 'pool' or 'up' (got {resample!r})")
         self.conv1 = _conv(c_in, c_out)
         self.conv2 = _conv(c_out, c_out)
+        self.resample = resample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.relu_(self.conv2(torch.relu_(self.conv1(x))))
-        return F.max_pool2d(x, 2)
-
-
-class ConvUpBlock(nn.Module):
-    """Two 3x3 conv + ReLU, then nearest 2x upsampling."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.conv1 = _conv(c_in, c_out)
-        self.conv2 = _conv(c_out, c_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu_(self.conv2(torch.relu_(self.conv1(x))))
+        if self.resample == "pool":
+            return F.max_pool2d(x, 2)
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
@@ -72,7 +64,7 @@ class DecoderBranch(nn.Module):
         super().__init__()
         blocks = []
         for filters in decoder_filters:
-            blocks.append(ConvUpBlock(c_in, filters))
+            blocks.append(ConvBlock(c_in, filters, "up"))
             c_in = filters
         self.blocks = nn.ModuleList(blocks)
         self.activation = activation
@@ -82,13 +74,13 @@ class DecoderBranch(nn.Module):
         if self.pad_object:
             self.head = _conv(c_in - BORDER_CHANNELS, c_out)
             if self.probe_big:
-                self.border_up = ConvUpBlock(BORDER_CHANNELS, border_filters)
+                self.border_up = ConvBlock(BORDER_CHANNELS, border_filters, "up")
                 self.border_head = _conv(border_filters, c_out)
                 border = torch.ones(n, n)
                 border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
                 self.register_buffer("border_mask", border, persistent=False)
         else:
-            self.full_up = ConvUpBlock(c_in, border_filters)
+            self.full_up = ConvBlock(c_in, border_filters, "up")
             self.head = _conv(border_filters, c_out)
 
     def _head_activation(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +118,7 @@ class CnnGenerator(nn.Module):
         c_in = channels
         blocks = []
         for filters in encoder_filters:
-            blocks.append(ConvPoolBlock(c_in, filters))
+            blocks.append(ConvBlock(c_in, filters, "pool"))
             c_in = filters
         self.encoder = nn.ModuleList(blocks)
         c_out = channels if config.object_big else 1

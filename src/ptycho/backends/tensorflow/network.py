@@ -9,8 +9,8 @@ Every ``Conv2D`` is named with its module path inside the torch ``CnnGenerator``
 state-dict key of a Keras weight is ``"generator." + layer.name + ".weight"`` (kernel) or
 ``".bias"``::
 
-    encoder.{i}.conv1, encoder.{i}.conv2             ConvPoolBlock i (i = 0 .. len(encoder)-1)
-    {branch}.blocks.{j}.conv1, {branch}.blocks.{j}.conv2     ConvUpBlock j of the decoder
+    encoder.{i}.conv1, encoder.{i}.conv2             ConvBlock i, 'pool' (i = 0 .. len(encoder)-1)
+    {branch}.blocks.{j}.conv1, {branch}.blocks.{j}.conv2     ConvBlock j of the decoder, 'up'
     {branch}.head                                    output head (all configurations)
     {branch}.border_up.conv1, {branch}.border_up.conv2, {branch}.border_head
                                                      probe_big border branch (pad_object)
@@ -67,12 +67,18 @@ def _scaled(shape, factor: float, channels: int) -> tuple:
     return (shape[0], int(shape[1] * factor), int(shape[2] * factor), channels)
 
 
-class ConvPoolBlock(keras.layers.Layer):
-    """Two 3x3 conv + ReLU, then 2x2 max-pool. Sub-layers ``{prefix}.conv1``, ``{prefix}.conv2``."""
+class ConvBlock(keras.layers.Layer):
+    """Two 3x3 conv + ReLU, then ``resample``: 'pool' (2x2 max-pool) or 'up' (nearest 2x).
 
-    def __init__(self, filters: int, prefix: str, **kwargs):
+    Sub-layers ``{prefix}.conv1``, ``{prefix}.conv2`` (the names the torch mapping uses).
+    """
+
+    def __init__(self, filters: int, prefix: str, resample: str, **kwargs):
         super().__init__(name=prefix, **kwargs)
+        if resample not in ("pool", "up"):
+            raise ValueError(f"resample must be 'pool' or 'up' (got {resample!r})")
         self.filters = filters
+        self.resample = resample
         self.conv1 = _conv(filters, f"{prefix}.conv1")
         self.conv2 = _conv(filters, f"{prefix}.conv2")
 
@@ -81,24 +87,7 @@ class ConvPoolBlock(keras.layers.Layer):
 
     def call(self, x):
         x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
-        return _max_pool(x)
-
-
-class ConvUpBlock(keras.layers.Layer):
-    """Two 3x3 conv + ReLU, then nearest 2x upsampling."""
-
-    def __init__(self, filters: int, prefix: str, **kwargs):
-        super().__init__(name=prefix, **kwargs)
-        self.filters = filters
-        self.conv1 = _conv(filters, f"{prefix}.conv1")
-        self.conv2 = _conv(filters, f"{prefix}.conv2")
-
-    def build(self, input_shape):
-        _build_pair(self, input_shape)
-
-    def call(self, x):
-        x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
-        return _upsample(x)
+        return _max_pool(x) if self.resample == "pool" else _upsample(x)
 
 
 _ACTIVATIONS = {"sigmoid": tf.math.sigmoid, "swish": tf.nn.silu, "softplus": tf.math.softplus,
@@ -118,7 +107,7 @@ class DecoderBranch(keras.layers.Layer):
     def __init__(self, branch: str, decoder_filters: list[int], border_filters: int, c_out: int,
                  activation: str, config: ModelConfig, **kwargs):
         super().__init__(name=branch, **kwargs)
-        self.blocks = [ConvUpBlock(filters, f"{branch}.blocks.{j}")
+        self.blocks = [ConvBlock(filters, f"{branch}.blocks.{j}", "up")
                        for j, filters in enumerate(decoder_filters)]
         self.activation_name = activation
         self.pad_object = bool(config.pad_object)
@@ -127,13 +116,13 @@ class DecoderBranch(keras.layers.Layer):
         self.head = _conv(c_out, f"{branch}.head")
         if self.pad_object:
             if self.probe_big:
-                self.border_up = ConvUpBlock(border_filters, f"{branch}.border_up")
+                self.border_up = ConvBlock(border_filters, f"{branch}.border_up", "up")
                 self.border_head = _conv(c_out, f"{branch}.border_head")
                 border = np.ones((n, n), np.float32)
                 border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
                 self._border_mask = tf.constant(border[:, :, None])
         else:
-            self.full_up = ConvUpBlock(border_filters, f"{branch}.full_up")
+            self.full_up = ConvBlock(border_filters, f"{branch}.full_up", "up")
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -185,7 +174,7 @@ class CnnGenerator(keras.layers.Layer):
                                                                          config.n_filters_scale)
         self.channels = channels
         self.n = int(config.N)
-        self.encoder = [ConvPoolBlock(filters, f"encoder.{i}")
+        self.encoder = [ConvBlock(filters, f"encoder.{i}", "pool")
                         for i, filters in enumerate(encoder_filters)]
         c_out = channels if config.object_big else 1
         self.amplitude = DecoderBranch("amplitude", decoder_filters, border_filters, c_out,
