@@ -159,15 +159,6 @@ def test_split_indices_is_seeded_and_disjoint():
 
 @pytest.mark.parametrize("gridsize", [1, 2])
 def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
-    model = TFTrainedModel(_model(gridsize=gridsize))
-    grouped = GroupedData.from_scan(small_scan, gridsize)
-    inputs = [grouped.X(slice(0, 8)) * np.float32(10.0), grouped.coords(slice(0, 8))["relative"]]
-    full = model.predict(inputs)
-    central = model.predict(inputs, central_px=20)
-    box = slice(16, 48)  # the central N/2 box
-    np.testing.assert_allclose(central[:, box, box], full[:, box, box], rtol=0, atol=1e-6)
-    if gridsize == 1:  # the border branch was skipped
-        assert np.abs(full[:, :16]).max() > 0 and np.abs(central[:, :16]).max() == 0
-    else:  # the object_big merge needs whole patches: nothing is skipped
-        np.testing.assert_array_equal(central, full)
-    np.testing.assert_array_equal(model.predict(inputs, central_px=33), full)  # > N/2
+    from ptycho_testing import check_central_only_predict
+
+    check_central_only_predict(TFTrainedModel(_model(gridsize=gridsize)), small_scan, gridsize)

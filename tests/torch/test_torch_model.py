@@ -95,18 +95,8 @@ def test_predict_rejects_wrong_gridsize(small_scan, tmp_path):
 @pytest.mark.parametrize("gridsize", [1, 2])
 def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
     from ptycho.backends.pytorch.trained_model import TorchTrainedModel
+    from ptycho_testing import check_central_only_predict
 
     torch.manual_seed(0)
-    model = TorchTrainedModel(PtychoPINN(ModelConfig(N=64, gridsize=gridsize),
-                                         physics.default_probe(64), 10.0))
-    grouped = GroupedData.from_scan(small_scan, gridsize)
-    inputs = [grouped.X(slice(0, 8)) * np.float32(10.0), grouped.coords(slice(0, 8))["relative"]]
-    full = model.predict(inputs)
-    central = model.predict(inputs, central_px=20)
-    box = slice(16, 48)  # the central N/2 box
-    np.testing.assert_allclose(central[:, box, box], full[:, box, box], rtol=0, atol=1e-6)
-    if gridsize == 1:  # the border branch was skipped
-        assert np.abs(full[:, :16]).max() > 0 and np.abs(central[:, :16]).max() == 0
-    else:  # the object_big merge needs whole patches: nothing is skipped
-        np.testing.assert_array_equal(central, full)
-    np.testing.assert_array_equal(model.predict(inputs, central_px=33), full)  # > N/2
+    check_central_only_predict(TorchTrainedModel(PtychoPINN(
+        ModelConfig(N=64, gridsize=gridsize), physics.default_probe(64), 10.0)), small_scan, gridsize)
