@@ -6,20 +6,22 @@ length: texture everywhere, no flat background for a constant guess to match), t
 Training: the default PINN settings (gridsize 1, batch 16, Adam 1e-3, 5 % validation) for
 ``EPOCHS`` epochs, about 2 minutes on 2 idle CPU cores.
 
-Measured here (2026-11-30, CPU, 10-12 epochs, two runs), reconstruction vs flat object:
+Measured here (2026-11-30, CPU, 10 epochs, training seed 42: identical in three runs; seed 1
+in brackets), reconstruction vs flat object (``flat_baseline_metrics``):
 
-=================  ==============  ==============
-metric             reconstruction  flat object
-=================  ==============  ==============
-amplitude PSNR     13.7-14.7 dB    11.0 dB
-phase PSNR         12.2-12.3 dB    10.6 dB
-phase SSIM         0.13-0.17       0.003
-amplitude SSIM     0.29-0.37       0.29
-=================  ==============  ==============
+=================  ====================  ==============
+metric             reconstruction        flat object
+=================  ====================  ==============
+amplitude PSNR     13.77 dB (14.84 dB)   10.99 dB
+phase PSNR         12.17 dB (12.72 dB)   10.62 dB
+phase SSIM         0.169 (0.176)         0.003
+amplitude SSIM     0.266 (0.339)         0.292
+=================  ====================  ==============
 
-The amplitude SSIM does not yet clearly beat the flat object at this budget (the short
-training leaves a faint probe-footprint pattern at the scan step that SSIM's 7 px windows
-punish on this smooth object), so it is reported, not asserted; see issue 3.
+Not asserted, and why (issue 3): the amplitude SSIM does not yet clearly beat the flat object
+at this budget (the short training leaves a faint probe-footprint pattern at the scan step that
+SSIM's 7 px windows punish on this smooth object), and the recipe is not robust across seeds
+(training seed 2 left the phase flat). This test guards the seed-42 trajectory.
 """
 
 from __future__ import annotations
