@@ -245,13 +245,15 @@ def bench_quality(args) -> dict:
             result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
                                     train_scan=scan, write_outputs=False)
         train_s = time.perf_counter() - started
-        stitched = inference.reconstruct(result.model, scan).stitched
-        where = dict(scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
-                     valid=stitched.weight > 0)
-        metrics = evaluate_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
-                                          scan.object_guess, **where)
-        out[backend] = {"epochs": len(result.history["epoch"]), "positions": scan.n_positions,
-                        "train_s": train_s, **metrics}
+        for weighting in ("crop", "probe"):
+            stitched = inference.reconstruct(result.model, scan, stitch_weight=weighting).stitched
+            where = dict(scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
+                         valid=stitched.weight > 0)
+            metrics = evaluate_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
+                                              scan.object_guess, **where)
+            label = backend if weighting == "crop" else f"{backend}, --stitch-weight probe"
+            out[label] = {"epochs": len(result.history["epoch"]),
+                          "positions": scan.n_positions, "train_s": train_s, **metrics}
         out["flat object"] = {"epochs": 0, "positions": scan.n_positions, "train_s": 0.0,
                               **flat_baseline_metrics(stitched.object, stitched.x0_px,
                                                       stitched.y0_px, scan.object_guess, **where)}

@@ -99,3 +99,59 @@ def test_stitcher_refuses_a_canvas_no_scan_could_need(rng):
         Stitcher(offsets, M=20)
     with pytest.raises(InputError, match="units"):
         stitch_patches(np.ones((2, 32, 32), np.complex64), np.array([[0.0, 0.0], [4e4, 0.0]]))
+
+
+def test_pixel_weights_make_a_weighted_average(rng):
+    patches, offsets = _patches(rng, n=60)
+    uniform = stitch_patches(patches, offsets, M=20)
+    ones = stitch_patches(patches, offsets, M=20, pixel_weight=np.ones((20, 20)))
+    np.testing.assert_allclose(ones.object, uniform.object, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ones.weight, uniform.weight, rtol=1e-6)
+    # a constant object seen by every patch: any positive weighting averages to that constant
+    constant = np.full(patches.shape, 0.5 + 0.25j, np.complex64)
+    weighted = stitch_patches(constant, offsets, M=20, pixel_weight=rng.uniform(0.1, 1, (20, 20)))
+    covered = weighted.weight > 1e-3
+    np.testing.assert_allclose(weighted.object[covered], 0.5 + 0.25j, rtol=1e-5)
+    # zero weight outside a central 4x4 box: only those pixels of one patch are stitched
+    box = np.zeros((20, 20))
+    box[8:12, 8:12] = 1.0
+    boxed = stitch_patches(patches[:1], np.round(offsets[:1]), M=20, pixel_weight=box)
+    assert (boxed.weight > 0).sum() == 16
+    np.testing.assert_allclose(np.sort_complex(boxed.object[boxed.weight > 0]),
+                               np.sort_complex(patches[0, 14:18, 14:18].ravel()), rtol=1e-6)
+    with pytest.raises(ValueError, match="pixel_weight"):
+        Stitcher(offsets, M=20, pixel_weight=np.zeros((20, 20)))
+    with pytest.raises(ValueError, match="pixel_weight"):
+        Stitcher(offsets, M=20, pixel_weight=np.ones((10, 10)))
+
+
+def test_probe_weight_is_the_normalised_central_intensity():
+    from ptycho.stitching import probe_weight
+
+    probe = np.zeros((64, 64), np.complex64)
+    probe[30:34, 30:34] = 2j
+    weight = probe_weight(probe, 32)
+    assert weight.shape == (32, 32) and weight.dtype == np.float32 and weight.max() == 1.0
+    assert weight[14:18, 14:18].min() == 1.0 and weight.sum() == 16
+    with pytest.raises(ValueError, match="zero"):
+        probe_weight(np.zeros((64, 64)), 20)
+
+
+def test_reconstruct_with_probe_weighting(rng):
+    from ptycho.errors import InputError
+
+    count, n = 60, 64
+    scan = Scan(diffraction=(rng.random((count, n, n)) * 4).astype(np.float32),
+                xcoords=rng.uniform(40, 120, count), ycoords=rng.uniform(40, 120, count),
+                probe=np.ones((n, n), np.complex64))
+    model = StandInModel(n)
+    model.probe = np.exp(-((np.arange(n) - n / 2) ** 2)[:, None] / 200
+                         - ((np.arange(n) - n / 2) ** 2)[None, :] / 200).astype(np.complex64)
+    weighted = reconstruct(model, scan, stitch_weight="probe")
+    uniform = reconstruct(model, scan, crop_px=32)
+    assert weighted.stitched.object.shape == uniform.stitched.object.shape
+    assert not np.allclose(weighted.stitched.object, uniform.stitched.object)
+    with pytest.raises(InputError, match="stitch_weight"):
+        reconstruct(model, scan, stitch_weight="gaussian")
+    with pytest.raises(InputError, match="crop_px"):
+        reconstruct(model, scan, crop_px=65)

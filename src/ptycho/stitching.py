@@ -8,6 +8,11 @@ centre of mass (COM) of all positions, rounded to whole pixels, on a square canv
 object pixel ``(y0_px + R, x0_px + C)`` with ``x0_px = round(COM_x) - M//2 - pad`` (likewise
 y): canvas pixels coincide with object pixels, so the result overlays ``objectGuess``. Sub-pixel positions are splatted bilinearly; the sum is
 divided by the (bilinear) overlap count plus 1e-9, so uncovered pixels are 0.
+
+With ``pixel_weight`` (M, M) each crop pixel contributes with that weight, numerator and
+denominator alike: a weighted average. :func:`probe_weight` gives the illumination weight
+``|P|**2`` (pixels the probe barely lit count little), which removes most of the scan-step
+texture that a uniform crop leaves after a short training.
 """
 
 from __future__ import annotations
@@ -78,14 +83,25 @@ class Stitcher:
         Side of the central crop used from each patch.
     chunk_size : int
         Patches processed per vectorised step inside :meth:`add` (bounds temporary memory).
+    pixel_weight : ndarray, shape (M, M), float >= 0, optional
+        Weight of each crop pixel (default: 1 everywhere).
     """
 
-    def __init__(self, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX, *, chunk_size: int = 1024):
+    def __init__(self, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX, *, chunk_size: int = 1024,
+                 pixel_weight: np.ndarray | None = None):
         offsets_xy = np.asarray(offsets_xy, np.float64).reshape(-1, 2)
         if M < 1:
             raise ValueError(f"crop size M={M} must be >= 1")
         self.M = int(M)
         self.chunk_size = max(1, int(chunk_size))
+        self.pixel_weight = None
+        if pixel_weight is not None:
+            weight = np.asarray(pixel_weight, np.float32)
+            if weight.shape != (self.M, self.M) or not np.all(np.isfinite(weight)) \
+                    or weight.min() < 0 or not weight.max() > 0:
+                raise ValueError(f"pixel_weight must be finite, >= 0, not all 0, shape "
+                                 f"({self.M}, {self.M}) (got shape {weight.shape})")
+            self.pixel_weight = weight
         self.centre, self.pad = canvas_geometry(offsets_xy, self.M)
         self.side = self.M + 2 * self.pad
         if self.side > MAX_CANVAS_SIDE_PX:
@@ -121,14 +137,20 @@ class Stitcher:
                 raise ValueError("a patch position lies outside the canvas fixed by the positions "
                                  "given to Stitcher()")
             frac = (shift - whole).astype(np.float32)
+            if self.pixel_weight is not None:
+                crops = crops * self.pixel_weight
             tiles, row_w, col_w = _fractional_tiles(crops, frac)
+            if self.pixel_weight is None:
+                weight_tiles = row_w[:, :, None] * col_w[:, None, :]
+            else:
+                weight_tiles = _fractional_tiles(
+                    np.broadcast_to(self.pixel_weight, crops.shape), frac)[0].real
             rows = pad + whole[:, 1, None] + span[None, :]
             cols = pad + whole[:, 0, None] + span[None, :]
             index = (rows[:, :, None] * alloc + cols[:, None, :]).ravel()
             np.add.at(self._numerator_re, index, tiles.real.ravel().astype(np.float64))
             np.add.at(self._numerator_im, index, tiles.imag.ravel().astype(np.float64))
-            np.add.at(self._weight, index,
-                      (row_w[:, :, None] * col_w[:, None, :]).ravel().astype(np.float64))
+            np.add.at(self._weight, index, weight_tiles.ravel().astype(np.float64))
         self.count += len(patches)
 
     def result(self) -> StitchedObject:
@@ -146,7 +168,8 @@ class Stitcher:
 
 
 def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT_CROP_PX,
-                   chunk_size: int = 1024) -> StitchedObject:
+                   chunk_size: int = 1024, pixel_weight: np.ndarray | None = None
+                   ) -> StitchedObject:
     """Shift-and-sum the central M x M crops of ``patches`` at ``offsets_xy``.
 
     Parameters
@@ -159,6 +182,8 @@ def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT
         Side of the central crop used from each patch (<= N).
     chunk_size : int
         Patches processed per vectorised step (bounds memory; there is no per-patch loop).
+    pixel_weight : ndarray, shape (M, M), optional
+        Weight of each crop pixel (see :class:`Stitcher`; e.g. :func:`probe_weight`).
 
     Returns
     -------
@@ -173,9 +198,33 @@ def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT
         raise ValueError(f"patches {patches.shape} and offsets {offsets_xy.shape} do not match")
     if not 0 < M <= height:
         raise ValueError(f"crop size M={M} must be in 1..{height}")
-    stitcher = Stitcher(offsets_xy, M, chunk_size=chunk_size)
+    stitcher = Stitcher(offsets_xy, M, chunk_size=chunk_size, pixel_weight=pixel_weight)
     stitcher.add(patches, offsets_xy)
     return stitcher.result()
+
+
+def probe_weight(probe: np.ndarray, M: int) -> np.ndarray:
+    """Illumination weight of the central M x M crop: ``|P|**2`` scaled to a maximum of 1.
+
+    Parameters
+    ----------
+    probe : ndarray, shape (N, N), complex
+    M : int, 1..N
+
+    Returns
+    -------
+    ndarray, shape (M, M), float32
+    """
+    probe = np.asarray(probe)
+    n = probe.shape[-1]
+    if not 0 < M <= n:
+        raise ValueError(f"crop size M={M} must be in 1..{n}")
+    start = n // 2 - M // 2
+    intensity = np.abs(probe[start:start + M, start:start + M]).astype(np.float64) ** 2
+    peak = float(intensity.max())
+    if not peak > 0:
+        raise ValueError("the probe is zero in the central crop; cannot weight by it")
+    return (intensity / peak).astype(np.float32)
 
 
 def _fractional_tiles(crops: np.ndarray, frac_xy: np.ndarray):
@@ -185,12 +234,13 @@ def _fractional_tiles(crops: np.ndarray, frac_xy: np.ndarray):
     and columns (n, M+1).
     """
     n, m, _ = crops.shape
+    dtype = np.result_type(crops.dtype, np.float32)
     fx = frac_xy[:, 0, None, None]
     fy = frac_xy[:, 1, None, None]
-    by_cols = np.zeros((n, m, m + 1), np.complex64)
+    by_cols = np.zeros((n, m, m + 1), dtype)
     by_cols[:, :, :m] = crops * (1 - fx)
     by_cols[:, :, 1:] += crops * fx
-    tiles = np.zeros((n, m + 1, m + 1), np.complex64)
+    tiles = np.zeros((n, m + 1, m + 1), dtype)
     tiles[:, :m, :] = by_cols * (1 - fy)
     tiles[:, 1:, :] += by_cols * fy
 

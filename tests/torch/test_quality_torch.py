@@ -6,22 +6,23 @@ length: texture everywhere, no flat background for a constant guess to match), t
 Training: the default PINN settings (gridsize 1, batch 16, Adam 1e-3, 5 % validation) for
 ``EPOCHS`` epochs, about 2 minutes on 2 idle CPU cores.
 
-Measured here (2026-11-30, CPU, 10 epochs, training seed 42: identical in three runs; seed 1
-in brackets), reconstruction vs flat object (``flat_baseline_metrics``):
+Measured here (2026-11-30, CPU, 10 epochs, training seed 42: identical in every run), each
+stitching against the flat object (``flat_baseline_metrics``, same pixels):
 
-=================  ====================  ==============
-metric             reconstruction        flat object
-=================  ====================  ==============
-amplitude PSNR     13.77 dB (14.84 dB)   10.99 dB
-phase PSNR         12.17 dB (12.72 dB)   10.62 dB
-phase SSIM         0.169 (0.176)         0.003
-amplitude SSIM     0.266 (0.339)         0.292
-=================  ====================  ==============
+===============  ======================  ======================  ===========
+metric           ``stitch_weight=probe``  ``crop`` (default)      flat object
+===============  ======================  ======================  ===========
+amplitude SSIM   0.460                   0.266                   0.292
+amplitude PSNR   15.16 dB                13.77 dB                10.99 dB
+phase SSIM       0.151                   0.169                   0.003
+phase PSNR       11.96 dB                12.17 dB                10.62 dB
+===============  ======================  ======================  ===========
 
-Not asserted, and why (issue 3): the amplitude SSIM does not yet clearly beat the flat object
-at this budget (the short training leaves a faint probe-footprint pattern at the scan step that
-SSIM's 7 px windows punish on this smooth object), and the recipe is not robust across seeds
-(training seed 2 left the phase flat). This test guards the seed-42 trajectory.
+The probe-weighted stitching (``|P|**2`` per crop pixel) beats the flat object in SSIM for both
+amplitude and phase; the uniform crop of the design contract leaves a faint scan-step texture
+that SSIM's 7 px windows punish in amplitude, so for it only PSNR and phase SSIM are asserted.
+The 10-epoch recipe is not robust across training seeds (seed 1: amplitude/phase SSIM
+0.34/0.18 with the crop; seed 2 left the phase flat); this test guards the seed-42 trajectory.
 """
 
 from __future__ import annotations
@@ -47,13 +48,24 @@ def test_short_training_beats_a_flat_object(tmp_path):
                             output_dir=tmp_path)
     result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
                             train_scan=scan, write_outputs=False)
-    stitched = inference.reconstruct(result.model, scan).stitched
-    where = dict(scan_xy=np.column_stack([scan.xcoords, scan.ycoords]), valid=stitched.weight > 0)
-    ours = evaluate_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
-                                   scan.object_guess, **where)
-    flat = flat_baseline_metrics(stitched.object, stitched.x0_px, stitched.y0_px,
-                                 scan.object_guess, **where)
-    print({key: (ours[key], flat[key]) for key in ("amplitude", "phase")})
+    scores = {}
+    for weighting in ("probe", "crop"):
+        stitched = inference.reconstruct(result.model, scan, stitch_weight=weighting).stitched
+        where = dict(scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
+                     valid=stitched.weight > 0)
+        scores[weighting] = evaluate_reconstruction(stitched.object, stitched.x0_px,
+                                                    stitched.y0_px, scan.object_guess, **where)
+        scores[f"flat ({weighting})"] = flat_baseline_metrics(
+            stitched.object, stitched.x0_px, stitched.y0_px, scan.object_guess, **where)
+    for name, metrics in scores.items():
+        print(name, {c: {k: round(metrics[c][k], 3) for k in ("psnr_db", "ssim")}
+                     for c in ("amplitude", "phase")})
+    ours, flat = scores["probe"], scores["flat (probe)"]
+    for component, ssim_margin, psnr_margin in (("amplitude", 0.1, 2.0), ("phase", 0.08, 0.8)):
+        assert ours[component]["ssim"] >= flat[component]["ssim"] + ssim_margin, component
+        assert ours[component]["psnr_db"] >= flat[component]["psnr_db"] + psnr_margin, component
+    # the uniform crop (the default) beats the flat object in PSNR and phase SSIM
+    ours, flat = scores["crop"], scores["flat (crop)"]
     assert ours["amplitude"]["psnr_db"] >= flat["amplitude"]["psnr_db"] + 1.5
     assert ours["phase"]["psnr_db"] >= flat["phase"]["psnr_db"] + 0.8
     assert ours["phase"]["ssim"] >= flat["phase"]["ssim"] + 0.06

@@ -24,8 +24,13 @@ def register(subparsers) -> argparse.ArgumentParser:
                help=f"samples per predict batch (default: {DEFAULT_PREDICT_BATCH}; larger batches suit GPUs)")
     add_option(parser, "neighbor_count", type=int, default=4,
                help="K for grouping when gridsize > 1 (default: 4)")
-    add_option(parser, "crop_px", type=int, default=20,
-               help="central crop M of each patch used for stitching (default: 20)")
+    add_option(parser, "crop_px", type=int,
+               help="central crop M of each patch used for stitching (default: 20 with "
+                    "--stitch-weight crop, N/2 with probe)")
+    add_option(parser, "stitch_weight", type=str, default="crop", choices=["crop", "probe"],
+               help="crop: average the crops uniformly; probe: weight each crop pixel by the "
+                    "probe intensity |P|^2 (less scan-step texture after short trainings) "
+                    "(default: crop)")
     add_option(parser, "measurement", type=str, default="auto",
                choices=["auto", "amplitude", "intensity"], help="what diff3d holds (default: auto)")
     add_option(parser, "backend", type=str, choices=["pytorch", "tensorflow"],
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     scan = read_scan(args.test_data, args.measurement)
     model, archive = load_trained_model(args.model_path, backend=args.backend)
     result = inference.reconstruct(model, scan, batch_size=args.batch_size,
-                                   neighbor_count=args.neighbor_count, crop_px=args.crop_px)
+                                   neighbor_count=args.neighbor_count, crop_px=args.crop_px,
+                                   stitch_weight=args.stitch_weight)
     metrics = inference.write_outputs(result, output_dir, scan)
     if args.product_out:
         from ptycho.data.products import write_product

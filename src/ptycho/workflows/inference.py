@@ -12,11 +12,12 @@ from ptycho.config.config import DEFAULT_PREDICT_BATCH
 from ptycho.data.grouping import GroupedData
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
-from ptycho.stitching import DEFAULT_CROP_PX, StitchedObject, Stitcher
+from ptycho.stitching import DEFAULT_CROP_PX, StitchedObject, Stitcher, probe_weight
 from ptycho.workflows.outputs import save_object_images, save_reconstruction_npz
 
 log = logging.getLogger(__name__)
 
+STITCH_WEIGHTS = ("crop", "probe")
 DEFAULT_CHUNK_GROUPS = 4096
 """Groups predicted and stitched per step (bounds memory on large scans)."""
 
@@ -34,9 +35,9 @@ class InferenceResult:
 
 
 def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, neighbor_count: int = 4,
-                crop_px: int = DEFAULT_CROP_PX, seed: int = 0,
+                crop_px: int | None = None, seed: int = 0,
                 chunk_groups: int = DEFAULT_CHUNK_GROUPS,
-                keep_patches: bool = False) -> InferenceResult:
+                keep_patches: bool = False, stitch_weight: str = "crop") -> InferenceResult:
     """Group every scan position, predict object patches and stitch them, chunk by chunk.
 
     Patterns are read, predicted and stitched ``chunk_groups`` groups at a time, so memory
@@ -50,6 +51,15 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
         Its pattern size must equal the model's N.
     batch_size : int
         Samples per ``model.predict`` batch.
+    crop_px : int, optional
+        Side M of the central crop of each patch that is stitched (default: 20 for 'crop',
+        N/2 for 'probe').
+    stitch_weight : {'crop', 'probe'}
+        'crop' averages the crops uniformly (the reference behaviour, ``ptycho.stitching``);
+        'probe' weights every crop pixel by the model's probe intensity ``|P|**2``
+        (:func:`ptycho.stitching.probe_weight`), which suppresses the scan-step texture of
+        poorly lit pixels (measured: amplitude SSIM 0.27 -> 0.47 after a 10-epoch training,
+        see ``tests/torch/test_quality_torch.py``).
     chunk_groups : int
         Groups per predict-and-stitch step (rounded up to a multiple of ``batch_size``).
     keep_patches : bool
@@ -58,6 +68,14 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
         ``crop_px`` pixels that stitching uses (``central_px``, faster for gridsize 1).
     """
     cfg = model.model_config
+    if stitch_weight not in STITCH_WEIGHTS:
+        raise InputError("invalid value", "stitch_weight", "one of " + ", ".join(STITCH_WEIGHTS),
+                         repr(stitch_weight))
+    if crop_px is None:
+        crop_px = DEFAULT_CROP_PX if stitch_weight == "crop" else cfg.N // 2
+    if isinstance(crop_px, bool) or int(crop_px) != crop_px or not 0 < crop_px <= cfg.N:
+        raise InputError("invalid value", "crop_px", f"an integer in 1..{cfg.N} (the patch size)",
+                         repr(crop_px))
     if scan.N != cfg.N:
         raise InputError("patch size mismatch", f"{Path(scan.source).name}:diff3d",
                          f"{cfg.N}x{cfg.N} patterns like the model", f"{scan.N}x{scan.N}")
@@ -69,7 +87,8 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
         rows = np.arange(lo, min(lo + step, n_groups))
         positions[rows] = grouped.coords(rows)["offsets"][:, 0, :, 0]
     central_px = None if keep_patches else crop_px
-    stitcher = Stitcher(positions, M=crop_px)
+    pixel_weight = probe_weight(model.probe, crop_px) if stitch_weight == "probe" else None
+    stitcher = Stitcher(positions, M=crop_px, pixel_weight=pixel_weight)
     kept = []
     scale = np.float32(model.intensity_scale)
     for lo in range(0, n_groups, step):
