@@ -39,7 +39,7 @@ class StitchedObject:
     x0_px, y0_px : float
         Scan-coordinate column and row of ``object[0, 0]``.
     weight : ndarray, shape (S, S), float32
-        Overlap count per pixel (0 = not covered).
+        Overlap count per pixel (0 = not covered); with ``pixel_weight`` the summed weights.
     """
 
     object: np.ndarray
