@@ -11,18 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ptycho.figures import agg_figure, save_png
 from ptycho.fileio import atomic_path, write_text_atomic
 from ptycho.stitching import StitchedObject
 
 
 def _figure(figsize: tuple[float, float], **subplot_margins):
-    """A figure with one axis on the Agg canvas (no pyplot: a host application's matplotlib
-    backend, e.g. the ptychodus GUI's, is never changed)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=figsize, dpi=100)
-    FigureCanvasAgg(figure)
+    """An Agg figure (:func:`ptycho.figures.agg_figure`) with one axis and fixed margins."""
+    figure = agg_figure(figsize)
     figure.subplots_adjust(**subplot_margins)
     return figure, figure.add_subplot()
 
@@ -55,9 +51,7 @@ def plot_loss_curve(history: dict, path: Path) -> Path:
     ax.set_ylabel("loss (Poisson NLL)")
     ax.legend()
     ax.grid(alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return save_png(fig, path)
 
 
 def save_reconstruction_npz(stitched: StitchedObject, positions_xy: np.ndarray, path: Path) -> Path:
@@ -85,7 +79,5 @@ def save_object_images(obj: np.ndarray, output_dir: Path, weight: np.ndarray | N
         image = ax.imshow(np.ma.masked_where(~covered, values), cmap=cmap)
         ax.set_title(name.removesuffix(".png").replace("_", " "))
         fig.colorbar(image, ax=ax, fraction=0.046)
-        with atomic_path(output_dir / name) as tmp:
-            fig.savefig(tmp, format="png")
-        written.append(output_dir / name)
+        written.append(save_png(fig, output_dir / name))
     return written
