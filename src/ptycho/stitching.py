@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ptycho.errors import InputError
+
 OVERLAP_EPS = 1e-9
 DEFAULT_CROP_PX = 20
 #: Largest canvas side (pixels) a Stitcher accepts: 32768 px needs 24 GiB of accumulators, far
@@ -105,8 +107,6 @@ class Stitcher:
         self.centre, self.pad = canvas_geometry(offsets_xy, self.M)
         self.side = self.M + 2 * self.pad
         if self.side > MAX_CANVAS_SIDE_PX:
-            from ptycho.errors import InputError
-
             raise InputError(
                 "scan too large to stitch", "scan positions (xcoords, ycoords)",
                 f"positions in object pixels spanning at most {MAX_CANVAS_SIDE_PX - self.M} px",
