@@ -82,3 +82,21 @@ def check_central_only_predict(model, scan, gridsize: int) -> None:
     else:
         np.testing.assert_array_equal(central, full)
     np.testing.assert_array_equal(model.predict(inputs, central_px=33), full)
+
+
+class FakeArchiveModel:
+    """Just enough of a TrainedModel for ``write_archive``: the weights payload is given bytes."""
+
+    def __init__(self, payload: bytes, backend: str = "pytorch", **model_config):
+        from ptycho.config.config import ModelConfig
+
+        self.backend = backend
+        self.payload_name = "weights.pt" if backend == "pytorch" else "model.weights.h5"
+        self.model_config = ModelConfig(**{"N": 64, **model_config})
+        self.intensity_scale = 10.0
+        self.history = {"epoch": [0], "train_loss": [1.0]}
+        self.probe = np.ones((64, 64), np.complex64)
+        self._payload = payload
+
+    def payload_bytes(self) -> bytes:
+        return self._payload

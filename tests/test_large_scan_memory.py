@@ -134,27 +134,27 @@ def _check(report: dict, count: int) -> None:
         f"inference on {count} positions grew RSS by {report['growth_bytes'] / 2**30:.2f} GiB")
 
 
-def test_inference_memory_on_a_large_hdf5_scan(tmp_path):
+def _checked_report_on_a_large_hdf5_scan(tmp_path, model: str, timeout: float) -> dict:
+    """Infer on a written 10^5-position HDF5 scan (deleted afterwards); check the report."""
     count = 100_000
     path = write_large_scan(tmp_path / "large.h5", count)
     try:
-        report = run_inference(path, "stand-in", timeout=300)
+        report = run_inference(path, model, timeout=timeout)
     finally:
         path.unlink()
     _check(report, count)
+    return report
+
+
+def test_inference_memory_on_a_large_hdf5_scan(tmp_path):
+    report = _checked_report_on_a_large_hdf5_scan(tmp_path, "stand-in", timeout=300)
     # the stream stays far below the 2 GiB budget (float32 amplitudes alone would be 1.6 GB)
     assert report["growth_bytes"] < 2**30
 
 
 @pytest.mark.slow
 def test_inference_memory_on_a_large_hdf5_scan_with_the_real_network(tmp_path):
-    count = 100_000
-    path = write_large_scan(tmp_path / "large.h5", count)
-    try:
-        report = run_inference(path, "torch", timeout=3600)
-    finally:
-        path.unlink()
-    _check(report, count)
+    _checked_report_on_a_large_hdf5_scan(tmp_path, "torch", timeout=3600)
 
 
 @pytest.mark.slow

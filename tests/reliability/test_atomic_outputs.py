@@ -19,23 +19,8 @@ import pytest
 from reliability_helpers import files_in
 
 from ptycho.archive import ARCHIVE_NAME, read_archive, resolve_archive_path, write_archive
-from ptycho.config.config import ModelConfig, TrainingConfig
-
-
-class _FakeModel:
-    backend = "pytorch"
-    payload_name = "weights.pt"
-
-    def __init__(self, payload: bytes):
-        self.model_config = ModelConfig(N=64)
-        self.intensity_scale = 10.0
-        self.history = {"epoch": [0], "train_loss": [1.0]}
-        self.probe = np.ones((64, 64), np.complex64)
-        self._payload = payload
-
-    def payload_bytes(self) -> bytes:
-        return self._payload
-
+from ptycho.config.config import TrainingConfig
+from ptycho_testing import FakeArchiveModel
 
 _KILLED_WRITER = textwrap.dedent("""
     import sys, time, zipfile
@@ -98,7 +83,7 @@ def test_sigkill_during_archive_write_keeps_the_previous_archive(tmp_path):
 
 
 def test_failed_archive_write_leaves_previous_archive_and_no_temporary(tmp_path, monkeypatch):
-    write_archive(tmp_path, _FakeModel(b"first"), TrainingConfig(), nphotons=1.0)
+    write_archive(tmp_path, FakeArchiveModel(b"first"), TrainingConfig(), nphotons=1.0)
     original = zipfile.ZipFile.writestr
 
     def failing_writestr(self, name, data, *args, **kwargs):
@@ -108,13 +93,13 @@ def test_failed_archive_write_leaves_previous_archive_and_no_temporary(tmp_path,
 
     monkeypatch.setattr(zipfile.ZipFile, "writestr", failing_writestr)
     with pytest.raises(OSError):
-        write_archive(tmp_path, _FakeModel(b"second"), TrainingConfig(), nphotons=1.0)
+        write_archive(tmp_path, FakeArchiveModel(b"second"), TrainingConfig(), nphotons=1.0)
     assert files_in(tmp_path) == [ARCHIVE_NAME]
     assert read_archive(tmp_path).payload == b"first"
 
 
 def test_archive_gets_ordinary_permissions(tmp_path):
-    path = write_archive(tmp_path, _FakeModel(b"x"), TrainingConfig(), nphotons=1.0)
+    path = write_archive(tmp_path, FakeArchiveModel(b"x"), TrainingConfig(), nphotons=1.0)
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not mkstemp's private 0600

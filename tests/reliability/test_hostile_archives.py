@@ -26,29 +26,15 @@ from ptycho.archive import (
     write_archive,
 )
 from ptycho.cli.main import main
-from ptycho.config.config import ModelConfig, TrainingConfig
+from ptycho.config.config import TrainingConfig
 from ptycho.errors import ArchiveError
-
-
-class _FakeModel:
-    """Just enough of a TrainedModel for write_archive (the payload is given bytes)."""
-
-    def __init__(self, backend: str, payload: bytes):
-        self.backend = backend
-        self.payload_name = "weights.pt" if backend == "pytorch" else "model.weights.h5"
-        self.model_config = ModelConfig(N=64, n_filters_scale=1)
-        self.intensity_scale = 10.0
-        self.history = {"epoch": [0], "train_loss": [1.0]}
-        self.probe = np.ones((64, 64), np.complex64)
-        self._payload = payload
-
-    def payload_bytes(self) -> bytes:
-        return self._payload
+from ptycho_testing import FakeArchiveModel
 
 
 def _members(tmp_path: Path, backend: str = "pytorch", payload: bytes = b"weights") -> dict:
     folder = tmp_path / "valid"
-    path = write_archive(folder, _FakeModel(backend, payload), TrainingConfig(), nphotons=1e4)
+    path = write_archive(folder, FakeArchiveModel(payload, backend, n_filters_scale=1),
+                         TrainingConfig(), nphotons=1e4)
     with zipfile.ZipFile(path) as source:
         return {name: source.read(name) for name in source.namelist()}
 
