@@ -58,12 +58,19 @@ class TrainingInterrupted(PtychoError):
     """Training stopped early by a signal; a resumable checkpoint was written.
 
     ``exit_code`` is the CLI's exit status: 128 + the signal number (130 SIGINT, 143 SIGTERM).
+    ``is_global_zero`` is False in a non-zero rank of a distributed run, which wrote nothing
+    (rank 0 writes and reports).
     """
 
     exit_code = 130
+    is_global_zero = True
 
 
 class TrainingDiverged(PtychoError):
-    """The training loss became NaN or infinite; the best weights so far were kept (exit 3)."""
+    """The training loss became NaN or infinite; the best weights so far were kept (exit 3).
+
+    ``is_global_zero``: as for :class:`TrainingInterrupted`.
+    """
 
     exit_code = 3
+    is_global_zero = True

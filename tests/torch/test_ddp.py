@@ -78,3 +78,51 @@ def test_spawned_strategies_are_refused(small_scan, tmp_path):
     with pytest.raises(InputError, match="unsupported strategy"):
         train_model(grouped, None, physics.normalize_probe(small_scan.probe), 1.0, config,
                     execution, tmp_path)
+
+
+# Loaded at start-up by every process of the run below (the rank Lightning launches included):
+# from epoch 1 on, rank 1's training loss is NaN while rank 0's stays finite.
+_POISON_RANK_ONE = '''
+import os
+
+from ptycho.backends.pytorch.lightning_module import PINNLightning
+
+_loss = PINNLightning._loss
+
+
+def _poisoned(self, batch):
+    loss = _loss(self, batch)
+    if os.environ.get("LOCAL_RANK") == "1" and self.current_epoch >= 1:
+        return loss * float("nan")
+    return loss
+
+
+PINNLightning._loss = _poisoned
+'''
+
+
+def test_ddp_nan_on_one_rank_stops_every_rank(small_scan, tmp_path):
+    """Without an agreed decision rank 1 stopped alone: rank 0 then failed in the gradient
+    all-reduce (gloo: "Connection closed by peer", an internal error, no archive; NCCL waits
+    for the process-group timeout instead)."""
+    import os
+    import subprocess
+    import sys
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(_POISON_RANK_ONE)
+    scan_file, out = tmp_path / "scan.npz", tmp_path / "out"
+    write_scan_npz(scan_file, small_scan)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(hooks), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    result = subprocess.run(
+        [sys.executable, "-m", "ptycho.cli.main", "train", "--train_data_file", str(scan_file),
+         "--output_dir", str(out), *COMMON, "--batch_size", "8", "--devices", "2",
+         "--strategy", "ddp"], capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 3, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr  # rank 0 reports; rank 1 exits quietly
+    assert "non-finite in another process at epoch 1" in errors[0]
+    assert "kept the weights of epoch 0" in errors[0] and "Traceback" not in result.stderr
+    assert _history(out / "history.csv")["epoch"] == [0]

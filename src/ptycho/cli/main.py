@@ -74,11 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         return 2
-    except TrainingInterrupted as exc:
-        print(f"interrupted: {exc}", file=sys.stderr)
+    except TrainingInterrupted as exc:  # (a non-zero DDP rank exits with rank 0's status, quietly)
+        if exc.is_global_zero:
+            print(f"interrupted: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 130)
     except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if exc.is_global_zero:
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

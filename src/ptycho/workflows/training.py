@@ -182,8 +182,11 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
             model = backend.train_model(grouped, None, probe, scale, config, execution,
                                         output_dir, **kwargs)
         except interrupt.StopTraining as stop:
-            raise _stopped(stop, config, output_dir, nphotons, fingerprint,
-                           write_outputs and is_global_zero(stop.model)) from None
+            rank_zero = is_global_zero(stop.model)
+            error = _stopped(stop, config, output_dir, nphotons, fingerprint,
+                             write_outputs and rank_zero)
+            error.is_global_zero = rank_zero  # the CLI reports rank 0's error only
+            raise error from None
     if signals.signum is not None:
         log.warning("%s arrived as training finished; the outputs are complete",
                     interrupt.signal_name(signals.signum))

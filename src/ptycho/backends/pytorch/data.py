@@ -50,6 +50,24 @@ def _identity_collate(batch):
     return batch
 
 
+class EpochOffsetSampler(DistributedSampler):
+    """A :class:`DistributedSampler` whose epochs count from ``epoch_offset``.
+
+    Lightning numbers the epochs of a resumed run from 0; with the offset set to the epochs
+    already completed, epoch k of the resumed run draws the permutation of epoch
+    ``epoch_offset + k``, as the uninterrupted run would have, instead of repeating the first
+    epochs' shuffles.
+    """
+
+    def __init__(self, *args, epoch_offset: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.epoch_offset = epoch_offset
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch + self.epoch_offset)
+
+
 class GroupedDataModule(L.LightningDataModule):
     """Train/validation loaders over one GroupedData (or a separate validation set)."""
 
@@ -60,6 +78,7 @@ class GroupedDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.epoch_offset = 0  # epochs completed before a resumed run (see EpochOffsetSampler)
         if validation is None:
             train_idx, val_idx = split_indices(len(train), validation_fraction, seed)
             self.train_set = GroupedDataset(train, train_idx, with_truth, truth_at_centre)
@@ -79,8 +98,8 @@ class GroupedDataModule(L.LightningDataModule):
             # with batch K*b, so the result does not depend on the number of devices.
             trainer = self.trainer
             world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                         seed=self.seed)
+            sampler = EpochOffsetSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                         seed=self.seed, epoch_offset=self.epoch_offset)
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler,
                           collate_fn=_identity_collate, num_workers=self.num_workers,
                           generator=generator, persistent_workers=self.num_workers > 0)

@@ -77,9 +77,13 @@ class PINNLightning(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch)
-        if not torch.isfinite(loss):
+        finite = bool(torch.isfinite(loss))
+        # agreed across DDP ranks: a rank that stopped alone would leave the others waiting in
+        # the gradient all-reduce until the process-group timeout
+        if self.trainer.strategy.reduce_boolean_decision(not finite, all=False):
+            value = loss.item() if not finite else "non-finite in another process"
             raise FloatingPointError(
-                f"training loss became {loss.item()} at epoch {self.current_epoch}, step {batch_idx}")
+                f"training loss became {value} at epoch {self.current_epoch}, step {batch_idx}")
         size = batch["x"].shape[0]
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=size,
                  sync_dist=True)

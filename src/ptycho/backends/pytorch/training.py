@@ -210,6 +210,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     control = StepControl()
     if resume is not None:
         _restore(resume, module, tracker, control, early_stop)
+        datamodule.epoch_offset = tracker.epoch_offset
     callbacks = [tracker, early_stop, control]
     trainer = L.Trainer(
         max_epochs=config.nepochs - tracker.epoch_offset, accelerator=execution.accelerator, devices=execution.devices,
@@ -230,23 +231,24 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
             checkpoint = _checkpoint(module, tracker, control, early_stop)
             if tracker.best_state is not None:
                 module.load_state_dict(tracker.best_state)
-            history = dict(tracker.history, best_epoch=tracker.best_epoch)
             raise interrupt.StopTraining(
                 "signal", f"training stopped by {interrupt.signal_name(signum)} at epoch "
                 f"{control.epoch + tracker.epoch_offset}, step {control.step}", signum=signum,
-                model=TorchTrainedModel(module.cpu(), history), checkpoint=checkpoint) from None
+                model=_trained(module, tracker, trainer), checkpoint=checkpoint) from None
         except FloatingPointError as exc:
             model = None
             if tracker.best_state is not None:
                 module.load_state_dict(tracker.best_state)
-                model = TorchTrainedModel(module.cpu(),
-                                          dict(tracker.history, best_epoch=tracker.best_epoch))
+                model = _trained(module, tracker, trainer)
             raise interrupt.StopTraining("nonfinite", str(exc), model=model) from None
     if tracker.best_state is not None:
         module.load_state_dict(tracker.best_state)
         log.info("best epoch %d (%s %.6g)", tracker.best_epoch, monitor, tracker.best_score)
-    history = dict(tracker.history)
-    history["best_epoch"] = tracker.best_epoch
-    trained = TorchTrainedModel(module.cpu(), history)
-    trained.global_rank = trainer.global_rank  # DDP: only global rank 0 writes files
+    return _trained(module, tracker, trainer)
+
+
+def _trained(module: PtychoPINN, tracker: HistoryAndBest, trainer: L.Trainer) -> TorchTrainedModel:
+    """The model on the CPU with its history; ``global_rank`` set (DDP: only rank 0 writes)."""
+    trained = TorchTrainedModel(module.cpu(), dict(tracker.history, best_epoch=tracker.best_epoch))
+    trained.global_rank = trainer.global_rank
     return trained
