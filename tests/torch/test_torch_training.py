@@ -45,6 +45,17 @@ def test_history_and_optional_loss_terms(small_scan, tmp_path):
     assert 0 <= history["best_epoch"] <= 1
 
 
+def test_training_without_validation_monitors_train_loss_and_warns_nothing(small_scan, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = _fit(small_scan, tmp_path, nepochs=2, n_groups=32, validation_fraction=0.0)
+    assert "val_loss" not in model.history and len(model.history["train_loss"]) == 2
+    lightning = [str(w.message) for w in caught if "lightning" in w.filename]
+    assert not lightning  # e.g. no "Total length of `list` across ranks is zero"
+
+
 def test_training_is_reproducible_for_a_seed(small_scan, tmp_path):
     first = _fit(small_scan, tmp_path / "a", nepochs=1, n_groups=32, seed=5)
     second = _fit(small_scan, tmp_path / "b", nepochs=1, n_groups=32, seed=5)

@@ -219,6 +219,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
         enable_progress_bar=execution.progress_bar, enable_checkpointing=False,
         enable_model_summary=False, log_every_n_steps=1, default_root_dir=str(output_dir),
         num_sanity_val_steps=0,
+        limit_val_batches=None if lit.has_validation else 0,  # no empty validation loop
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
