@@ -85,6 +85,19 @@ def test_evaluate_writes_metrics_and_figure_next_to_the_reconstruction(files, ma
     assert "amplitude" in printed and "phase" in printed and "metrics.json" in printed
 
 
+def test_evaluate_accepts_an_hdf5_truth_scan(files, main, tmp_path):
+    from ptycho.data.hdf5 import write_scan_hdf5
+    from ptycho.data.npz import read_scan_npz
+
+    scan_path, recon_path, _, _ = files
+    truth = tmp_path / "truth.h5"
+    write_scan_hdf5(truth, read_scan_npz(scan_path))
+    out = tmp_path / "from_hdf5"
+    assert main(["evaluate", str(recon_path), "--truth", str(truth), "--output_dir", str(out),
+                 "--plot", "false"]) == 0
+    assert _check_metrics_file(out / "metrics.json")["amplitude"]["ssim"] > 0.99
+
+
 def test_evaluate_npy_with_origin_and_kebab_output_dir(files, main, tmp_path):
     scan_path, _, _, obj = files
     npy = tmp_path / "object.npy"

@@ -105,10 +105,32 @@ def test_inspect_reports_why_data_are_counts(tmp_path, capsys):
     assert "amplitude (requested)" in capsys.readouterr().out
 
 
+def test_inspect_hdf5_scan_gives_the_npz_summary(tmp_path, capsys):
+    """An HDF5 scan is a scan, not a ptychodus product; its summary matches the NPZ's."""
+    from ptycho.data.hdf5 import write_scan_hdf5
+    from ptycho.data.npz import read_scan_npz
+
+    npz = tmp_path / "scan.npz"
+    _run(["simulate", *SMALL, "--scan", "raster", "--out", str(npz)])
+    hdf5 = tmp_path / "scan.h5"
+    write_scan_hdf5(hdf5, read_scan_npz(npz))
+    capsys.readouterr()
+    summaries = []
+    for path in (npz, hdf5):
+        assert _run(["inspect", str(path), "--json"]) == 0
+        summaries.append(json.loads(capsys.readouterr().out))
+    from_npz, from_hdf5 = summaries
+    assert from_hdf5["kind"] == "scan"
+    for key in ("positions", "N", "measurement", "mean_nn_step"):
+        assert from_hdf5[key] == pytest.approx(from_npz[key]), key
+    for key in ("photons_per_pattern", "probe", "object", "extent"):
+        assert json.dumps(from_hdf5[key]) == json.dumps(from_npz[key]), key
+
+
 def test_inspect_rejects_unsupported_and_missing_files(tmp_path):
     other = tmp_path / "notes.txt"
     other.write_text("hello")
-    with pytest.raises(InputError, match=r"unsupported file type.*scan NPZ"):
+    with pytest.raises(InputError, match=r"unsupported file type.*scan \(\.npz, \.h5"):
         _run(["inspect", str(other)])
     with pytest.raises(InputError, match="file not found"):
         _run(["inspect", str(tmp_path / "missing.npz")])

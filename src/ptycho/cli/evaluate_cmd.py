@@ -1,10 +1,10 @@
-"""``ptychopinn evaluate RECON --truth SCAN.npz [--output_dir DIR]``: metrics against the truth.
+"""``ptychopinn evaluate RECON --truth SCAN [--output_dir DIR]``: metrics against the truth.
 
 RECON is a ``reconstruction.npz`` (keys ``object``, ``x0_px``, ``y0_px``, optional ``weight``,
 ``xcoords``, ``ycoords``; see :mod:`ptycho.evaluation.reconstruction`) or a complex ``.npy``
 object whose pixel (0, 0) is truth pixel (0, 0) unless ``--x0``/``--y0`` say otherwise. The
-truth is the scan NPZ's ``objectGuess``. The compared region is the bounding box of the
-reconstruction's positions (else the scan's), intersected with the covered pixels
+truth is the ``objectGuess`` of a scan file (NPZ or HDF5). The compared region is the bounding
+box of the reconstruction's positions (else the scan's), intersected with the covered pixels
 (``weight > 0``). Writes ``metrics.json`` and ``comparison.png`` to the output folder (default:
 RECON's folder) and prints the metrics.
 
@@ -26,15 +26,15 @@ def register(subparsers) -> argparse.ArgumentParser:
         "evaluate",
         help="compare a reconstruction with the scan's ground-truth object",
         description=(
-            "Register a reconstruction to the ground truth (objectGuess of a scan NPZ), remove "
-            "the global phase offset and amplitude scale, and report PSNR, SSIM, MAE and FRC "
-            "resolution for amplitude and phase. Writes metrics.json and comparison.png."),
+            "Register a reconstruction to the ground truth (objectGuess of a scan NPZ or HDF5), "
+            "remove the global phase offset and amplitude scale, and report PSNR, SSIM, MAE and "
+            "FRC resolution for amplitude and phase. Writes metrics.json and comparison.png."),
     )
     parser.add_argument("recon", metavar="RECON",
                         help="reconstruction.npz (object, x0_px, y0_px[, weight, xcoords, "
                              "ycoords]) or a complex (H, W) .npy")
-    add_option(parser, "truth", required=True, metavar="SCAN.npz",
-               help="scan NPZ whose objectGuess is the ground truth")
+    add_option(parser, "truth", required=True, metavar="SCAN",
+               help="scan (.npz, .h5) whose objectGuess is the ground truth")
     add_option(parser, "output_dir", metavar="DIR",
                help="folder for metrics.json and comparison.png (default: RECON's folder)")
     add_option(parser, "x0", type=float, metavar="PX",
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ptycho.data.npz import read_scan_npz
+    from ptycho.data.io import read_scan
     from ptycho.errors import InputError
     from ptycho.evaluation import (
         compare_reconstruction,
@@ -68,10 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     recon = read_reconstruction(args.recon, x0_px=args.x0, y0_px=args.y0)
     truth_path = Path(args.truth)
-    scan = read_scan_npz(truth_path)
+    scan = read_scan(truth_path)
     if scan.object_guess is None:
         raise InputError("missing key", f"{truth_path.name}:objectGuess",
-                         "a scan NPZ holding the ground-truth object objectGuess (H, W)",
+                         "a scan holding the ground-truth object objectGuess (H, W)",
                          "no objectGuess")
     scan_xy = recon.scan_xy
     if scan_xy is None:

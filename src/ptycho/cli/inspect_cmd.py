@@ -1,7 +1,8 @@
 """``ptychopinn inspect FILE``: a human (or ``--json``) summary of a data file.
 
 The file kind is chosen from the file name suffix (:data:`SUFFIX_KINDS`; an ``.npz`` holding
-``probe_position_x_m`` is a ptychodus product, a folder holding ``wts.h5.zip`` or
+``probe_position_x_m`` is a ptychodus product, an HDF5 file holding ``xcoords`` and
+``diffraction``/``diff3d`` datasets a scan, a folder holding ``wts.h5.zip`` or
 ``manifest.json`` a model archive); each kind has an inspector ``(path, args) -> dict``
 (JSON-ready summary) and a formatter ``dict -> str`` in :data:`INSPECTORS`.
 
@@ -23,7 +24,7 @@ from ptycho.cli.common import add_option
 SUFFIX_KINDS: dict[str, str] = {".npz": "scan", ".zip": "archive", ".h5": "product",
                                  ".hdf5": "product"}
 #: Human names of the kinds, for messages.
-KIND_NAMES: dict[str, str] = {"scan": "scan NPZ (.npz)",
+KIND_NAMES: dict[str, str] = {"scan": "scan (.npz, .h5, .hdf5)",
                               "archive": "model archive (wts.h5.zip or its folder)",
                               "product": "ptychodus product (.h5, .hdf5, .npz)"}
 
@@ -57,6 +58,8 @@ def _detect_kind(path: Path) -> str:
     kind = SUFFIX_KINDS.get(path.suffix.lower())
     if kind == "scan" and _is_npz_product(path):
         kind = "product"
+    if kind == "product" and _is_hdf5_scan(path):
+        kind = "scan"
     if kind is None:
         raise InputError("unsupported file type", str(path),
                          "one of: " + ", ".join(KIND_NAMES.values()),
@@ -81,12 +84,15 @@ def run(args: argparse.Namespace) -> int:
 # scan NPZ
 # ---------------------------------------------------------------------------------------------
 
-def _npz_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
+def _scan_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
     """Measurement domain and reason (as the loader decides them) and the ``sim_*`` metadata."""
     import numpy as np
 
+    from ptycho.data.io import is_hdf5
     from ptycho.data.npz import DIFFRACTION_KEYS, resolve_measurement
 
+    if is_hdf5(path):
+        return _hdf5_header(path, requested)
     with np.load(path, allow_pickle=False) as npz:
         keys = set(npz.files)
         file_value = None
@@ -115,8 +121,37 @@ def _npz_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
     return domain, reason, simulation
 
 
+def _hdf5_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
+    """:func:`_scan_header` of an HDF5 scan (root datasets and the ``measurement`` attribute)."""
+    import h5py
+    import numpy as np
+
+    from ptycho.data.npz import DIFFRACTION_KEYS, resolve_measurement
+
+    def text(value) -> str:
+        value = np.asarray(value).reshape(-1)[0] if np.size(value) else ""
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    with h5py.File(path, "r") as handle:
+        datasets = {k: item for k, item in handle.items() if isinstance(item, h5py.Dataset)}
+        file_value = None
+        if "measurement" in handle.attrs:
+            file_value = text(handle.attrs["measurement"])
+        elif "measurement" in datasets:
+            file_value = text(datasets["measurement"][()])
+        dtype = datasets[next(k for k in DIFFRACTION_KEYS if k in datasets)].dtype
+        simulation = {}
+        for key in sorted(k for k in datasets if k.startswith("sim_")):
+            value = np.asarray(datasets[key][()])
+            if value.dtype.kind in "biufU":
+                simulation[key[len("sim_"):]] = value.tolist()
+    domain, reason = resolve_measurement(set(datasets), file_value, dtype, requested)
+    return domain, reason, simulation
+
+
 def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
-    """Summary of a scan NPZ (read with :func:`ptycho.data.npz.read_scan_npz`).
+    """Summary of a scan NPZ or HDF5 (read with :func:`ptycho.data.io.read_scan`; a large
+    pattern stack is streamed from disk, never held whole in memory).
 
     Returns
     -------
@@ -130,15 +165,16 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
     import numpy as np
     from scipy.spatial import cKDTree
 
-    from ptycho.data.npz import read_scan_npz
+    from ptycho.data.io import read_scan
+    from ptycho.data.lazy import pattern_power
 
     requested = getattr(args, "measurement", None) or "auto"
-    scan = read_scan_npz(path, measurement=requested)
-    domain, reason, simulation = _npz_header(path, requested)
+    scan = read_scan(path, measurement=requested)
+    domain, reason, simulation = _scan_header(path, requested)
     if domain != scan.measured_domain:  # pragma: no cover - the loader and header disagree
         domain, reason = scan.measured_domain, "see the loader notes"
 
-    power = np.square(scan.diffraction, dtype=np.float64).sum(axis=(-2, -1))
+    power = pattern_power(scan.diffraction)
     probe = np.asarray(scan.probe, np.complex128)
     magnitude = np.abs(probe)
     bright = magnitude > 0.1 * magnitude.max()
@@ -288,6 +324,19 @@ def _format_archive(summary: dict[str, Any]) -> str:
 # ---------------------------------------------------------------------------------------------
 # ptychodus product
 # ---------------------------------------------------------------------------------------------
+
+def _is_hdf5_scan(path: Path) -> bool:
+    """True for an HDF5 file with root datasets ``xcoords`` and ``diffraction``/``diff3d``."""
+    import h5py
+
+    from ptycho.data.npz import DIFFRACTION_KEYS
+
+    try:
+        with h5py.File(path, "r") as handle:
+            return "xcoords" in handle and any(key in handle for key in DIFFRACTION_KEYS)
+    except OSError:
+        return False
+
 
 def _is_npz_product(path: Path) -> bool:
     import zipfile
