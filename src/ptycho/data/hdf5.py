@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.data import lazy as _lazy
-from ptycho.data.npz import DIFFRACTION_KEYS, REQUIRED_KEYS, _read
+from ptycho.data.npz import DIFFRACTION_KEYS, REQUIRED_KEYS, _MemberReader, _read
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
 from ptycho.fileio import atomic_path
@@ -43,8 +43,11 @@ def _as_text(value) -> np.ndarray:
     return np.asarray(value)
 
 
-class _Hdf5Reader:
+class _Hdf5Reader(_MemberReader):
     """The interface of ``npz._NpzReader`` over the root datasets of an HDF5 file."""
+
+    MEMBER = "dataset"
+    EXPECTED = f"the scan HDF5 datasets {', '.join(REQUIRED_KEYS + ('diffraction',))}"
 
     def __init__(self, path: Path):
         import h5py
@@ -75,14 +78,6 @@ class _Hdf5Reader:
             raise InputError("unreadable dataset", f"{self.name}:{key}", "a readable numeric dataset",
                              str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
         return _as_text(value)
-
-    def require(self, key: str) -> np.ndarray:
-        value = self.get(key)
-        if value is None:
-            raise InputError("missing dataset", f"{self.name}:{key}",
-                             f"the scan HDF5 datasets {', '.join(REQUIRED_KEYS + ('diffraction',))}",
-                             f"datasets {sorted(self.keys)}")
-        return value
 
     def stored(self, key: str) -> _lazy.StoredArray | None:
         dataset = self._file[key]

@@ -62,7 +62,31 @@ def _check_duplicate_positions(xcoords: np.ndarray, ycoords: np.ndarray, where: 
                          f"{repeats.size} repeated in all")
 
 
-class _NpzReader:
+class _MemberReader:
+    """Base of the scan readers (NPZ here, HDF5 in :mod:`ptycho.data.hdf5`).
+
+    Subclasses set ``name`` and ``keys`` and provide ``get(key)`` (array or None), ``stored``
+    and ``close``; :meth:`require` words a missing member as the file type does (``MEMBER``,
+    ``EXPECTED``).
+    """
+
+    MEMBER = "key"
+    EXPECTED = f"the scan NPZ keys {', '.join(REQUIRED_KEYS + ('diff3d',))}"
+    name: str
+    keys: set[str]
+
+    def get(self, key: str) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def require(self, key: str) -> np.ndarray:
+        value = self.get(key)
+        if value is None:
+            raise InputError(f"missing {self.MEMBER}", f"{self.name}:{key}", self.EXPECTED,
+                             f"{self.MEMBER}s {sorted(self.keys)}")
+        return value
+
+
+class _NpzReader(_MemberReader):
     """Lazy, pickle-free access to the arrays of one NPZ with file-and-key error messages."""
 
     def __init__(self, path: Path):
@@ -93,14 +117,6 @@ class _NpzReader:
         except Exception as exc:  # bad CRC, zlib error, truncated member, absurd header...
             raise InputError("corrupt member", f"{self.name}:{key}", "a readable .npy member",
                              type(exc).__name__) from None
-
-    def require(self, key: str) -> np.ndarray:
-        value = self.get(key)
-        if value is None:
-            raise InputError("missing key", f"{self.name}:{key}",
-                             f"the scan NPZ keys {', '.join(REQUIRED_KEYS + ('diff3d',))}",
-                             f"keys {sorted(self.keys)}")
-        return value
 
     def stored(self, key: str) -> _lazy.StoredArray | None:
         """The member as a memory-mappable array, or None when it is compressed."""
