@@ -197,6 +197,13 @@ def synthetic_batches(N: int, gridsize: int, batch_size: int, n_batches: int = 1
 # Backend adapters for the component ops (channels-first NumPy in, NumPy out)
 # ---------------------------------------------------------------------------------------------
 
+def _as_numpy(array, dtype: str, complex_: bool) -> np.ndarray:
+    """``array`` as the NumPy dtype of a check's precision ('float32'/'float64'), real or complex."""
+    if complex_:
+        return np.asarray(array, np.complex128 if dtype == "float64" else np.complex64)
+    return np.asarray(array, np.float64 if dtype == "float64" else np.float32)
+
+
 class _TorchOps:
     name = TORCH
 
@@ -208,12 +215,10 @@ class _TorchOps:
         self.torch, self.fm = torch, fm
 
     def _c(self, array, dtype):
-        return self.torch.as_tensor(np.asarray(array, np.complex128 if dtype == "float64"
-                                               else np.complex64))
+        return self.torch.as_tensor(_as_numpy(array, dtype, complex_=True))
 
     def _r(self, array, dtype):
-        return self.torch.as_tensor(np.asarray(array, np.float64 if dtype == "float64"
-                                               else np.float32))
+        return self.torch.as_tensor(_as_numpy(array, dtype, complex_=False))
 
     def translate(self, images, shifts, dtype):
         return self.fm.translate(self._c(images, dtype), self._r(shifts, dtype)).numpy()
@@ -260,12 +265,10 @@ class _TFOps:
         self.tf, self.fm = tf, fm
 
     def _c(self, array, dtype):
-        return self.tf.constant(np.asarray(array, np.complex128 if dtype == "float64"
-                                           else np.complex64))
+        return self.tf.constant(_as_numpy(array, dtype, complex_=True))
 
     def _r(self, array, dtype):
-        return self.tf.constant(np.asarray(array, np.float64 if dtype == "float64"
-                                           else np.float32))
+        return self.tf.constant(_as_numpy(array, dtype, complex_=False))
 
     @staticmethod
     def _last(array):
