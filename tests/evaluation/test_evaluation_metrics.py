@@ -83,6 +83,46 @@ def test_masked_ssim_matches_scikit_image_on_full_mask_and_ignores_outside(rng):
     assert metrics.mae(truth, spoiled, mask) == pytest.approx(np.mean(np.abs(recon - truth)[mask]))
 
 
+def _tiles_mask(shape, tile_px: int, step_px: int) -> np.ndarray:
+    """Separate tile_px squares every step_px pixels (stitching crops smaller than the step)."""
+    mask = np.zeros(shape, bool)
+    for r in range(4, shape[0] - tile_px, step_px):
+        for c in range(4, shape[1] - tile_px, step_px):
+            mask[r:r + tile_px, c:c + tile_px] = True
+    return mask
+
+
+def test_masked_ssim_on_separate_tiles_uses_only_the_tiles(rng):
+    """No 7x7 window fits in a 5x5 tile: the statistics come from the masked pixels alone, so
+    a flat guess scores ~0 (as on a dense mask) and pixels outside the tiles change nothing."""
+    from scipy import ndimage
+
+    truth = ndimage.gaussian_filter(rng.normal(size=(120, 120)), 3)
+    mask = _tiles_mask(truth.shape, 5, 8)
+    flat = np.full(truth.shape, truth[mask].mean())
+    noisy = truth + 0.5 * truth.std() * rng.normal(size=truth.shape)
+    dense = np.zeros(truth.shape, bool)
+    dense[10:110, 10:110] = True
+    assert abs(metrics.ssim(truth, flat, mask)) < 0.05  # a filled gap scored 0.06 here
+    assert abs(metrics.ssim(truth, flat, dense)) < 0.05
+    assert metrics.ssim(truth, truth, mask) == pytest.approx(1.0)
+    noisy_score = metrics.ssim(truth, noisy, mask)
+    assert 0.2 < noisy_score < metrics.ssim(truth, noisy, dense)  # smaller windows, not 0.71
+    assert metrics.ssim(truth, np.where(mask, noisy, 1e3), mask) == pytest.approx(noisy_score)
+
+
+def test_masked_ssim_map_equals_scikit_image_where_the_window_is_inside(rng):
+    truth, recon = rng.random((40, 40)), rng.random((40, 40))
+    mask = np.zeros(truth.shape, bool)
+    mask[5:35, 8:30] = True
+    peak = np.ptp(truth[mask])
+    ssim_map, count = metrics.masked_ssim_map(truth, recon, mask, peak, 7)
+    _, reference = structural_similarity(truth, recon, data_range=peak, win_size=7, full=True)
+    inside = count == 49
+    assert inside.sum() == (30 - 6) * (22 - 6)
+    np.testing.assert_allclose(ssim_map[inside], reference[inside], rtol=1e-9, atol=1e-12)
+
+
 def test_constant_truth_gives_undefined_psnr_and_ssim():
     truth = np.ones((16, 16))
     recon = truth + 0.1

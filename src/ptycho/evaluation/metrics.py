@@ -87,9 +87,12 @@ def ssim(truth: np.ndarray, recon: np.ndarray, mask: np.ndarray | None = None,
     """Mean structural similarity (:func:`skimage.metrics.structural_similarity`).
 
     Uniform ``win_size`` x ``win_size`` windows (scikit-image defaults otherwise). Without a
-    mask (or with an all-True one) this is exactly scikit-image's value. With a mask the SSIM
-    map is averaged over the pixels whose whole window lies inside the mask (the masked pixels
-    themselves when none does).
+    mask (or with an all-True one) this is exactly scikit-image's value. With a mask the local
+    means, variances and covariance of each window are taken over its masked pixels only
+    (:func:`masked_ssim_map`), and the map is averaged over the masked pixels whose whole
+    window lies inside the mask; when no window fits (a sparse mask, e.g. stitching crops
+    smaller than the scan step), over every masked pixel whose window holds at least two
+    masked pixels. Unmasked pixels never enter the result.
 
     Parameters
     ----------
@@ -121,10 +124,54 @@ def ssim(truth: np.ndarray, recon: np.ndarray, mask: np.ndarray | None = None,
     window = ssim_window(truth.shape, win_size)
     if window == 0:
         return math.nan
-    fill = float(truth[mask].mean())
-    _, ssim_map = structural_similarity(np.where(mask, truth, fill), np.where(mask, recon, fill),
-                                        data_range=peak, win_size=window, full=True)
-    inner = ndimage.binary_erosion(mask, structure=np.ones((window, window), bool), border_value=0)
-    if not inner.any():
-        inner = mask
-    return float(np.mean(ssim_map[inner]))
+    ssim_map, count = masked_ssim_map(truth, recon, mask, peak, window)
+    selected = mask & (count > window * window - 0.5)  # the whole window inside the mask
+    if not selected.any():
+        selected = mask & (count > 1.5)
+    if not selected.any():
+        return math.nan
+    return float(np.mean(ssim_map[selected]))
+
+
+def masked_ssim_map(truth: np.ndarray, recon: np.ndarray, mask: np.ndarray, peak: float,
+                    window: int) -> tuple[np.ndarray, np.ndarray]:
+    """SSIM map with window statistics over the masked pixels only (normalised convolution).
+
+    scikit-image's formula (K1 = 0.01, K2 = 0.03, sample covariance) with every uniform window
+    average replaced by the average over the window's masked pixels; where a window lies wholly
+    inside the mask the value equals scikit-image's.
+
+    Parameters
+    ----------
+    truth, recon : ndarray, shape (h, w), float64
+    mask : ndarray, shape (h, w), bool
+    peak : float
+        Data range L (C1 = (0.01 L)^2, C2 = (0.03 L)^2).
+    window : int
+        Odd window side in pixels.
+
+    Returns
+    -------
+    ssim_map : ndarray, shape (h, w), float64
+        Undefined (nan) where a window holds fewer than two masked pixels.
+    count : ndarray, shape (h, w), float64
+        Number of masked pixels in each window.
+    """
+    weight = mask.astype(np.float64)
+
+    def window_sum(image: np.ndarray) -> np.ndarray:
+        return ndimage.uniform_filter(image, size=window, mode="constant") * window * window
+
+    count = np.rint(window_sum(weight))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_t = window_sum(weight * truth) / count
+        mean_r = window_sum(weight * recon) / count
+        sample = count / (count - 1)
+        var_t = (window_sum(weight * truth * truth) / count - mean_t ** 2) * sample
+        var_r = (window_sum(weight * recon * recon) / count - mean_r ** 2) * sample
+        cov = (window_sum(weight * truth * recon) / count - mean_t * mean_r) * sample
+        c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+        ssim_map = ((2 * mean_t * mean_r + c1) * (2 * cov + c2)
+                    / ((mean_t ** 2 + mean_r ** 2 + c1) * (var_t + var_r + c2)))
+    ssim_map[count < 2] = np.nan
+    return ssim_map, count
