@@ -69,10 +69,16 @@ def gemm_flops(repeats: int, n: int = 2048) -> dict:
 
 
 def model_flops_per_pattern(N: int, gridsize: int) -> float:
-    """Multiply-adds x 2 of every convolution of the cnn generator for one sample (analytic)."""
+    """Multiply-adds x 2 of every convolution of the cnn generator for one sample (analytic).
+
+    Counted on the reference form of the architecture (a 3x3 convolution of each upsampled
+    map); ``network.conv_after_upsample`` performs the same number of operations.
+    """
     import torch
+    from torch.nn import functional as F
 
     from ptycho import physics
+    from ptycho.backends.pytorch import network
     from ptycho.backends.pytorch.model import PtychoPINN
     from ptycho.config.config import ModelConfig
 
@@ -86,10 +92,15 @@ def model_flops_per_pattern(N: int, gridsize: int) -> float:
 
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        model.generator(torch.zeros(1, gridsize ** 2, N, N))
-    for handle in handles:
-        handle.remove()
+    fused = network.conv_after_upsample
+    network.conv_after_upsample = lambda x, conv: conv(F.interpolate(x, scale_factor=2))
+    try:
+        with torch.no_grad():
+            model.generator(torch.zeros(1, gridsize ** 2, N, N))
+    finally:
+        network.conv_after_upsample = fused
+        for handle in handles:
+            handle.remove()
     return float(total)
 
 

@@ -100,3 +100,29 @@ def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
     torch.manual_seed(0)
     check_central_only_predict(TorchTrainedModel(PtychoPINN(
         ModelConfig(N=64, gridsize=gridsize), physics.default_probe(64), 10.0)), small_scan, gridsize)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(64, 1), (5, 3)])
+def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
+    """Values and gradients (input, weight, bias) of the phase form match upsample + conv."""
+    from torch.nn import functional as F
+
+    from ptycho.backends.pytorch.network import _conv, conv_after_upsample
+
+    torch.manual_seed(0)
+    conv = _conv(c_in, c_out).double()
+    torch.nn.init.normal_(conv.bias)
+    x = torch.randn(2, c_in, 6, 9, dtype=torch.float64, requires_grad=True)
+    results = []
+    for fn in (lambda x: conv(F.interpolate(x, scale_factor=2, mode="nearest")),
+               lambda x: conv_after_upsample(x, conv)):
+        conv.zero_grad()
+        x.grad = None
+        out = fn(x)
+        weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)
+        (out * weights).sum().backward()
+        results.append([out.detach().clone(), x.grad.clone(), conv.weight.grad.clone(),
+                        conv.bias.grad.clone()])
+    assert results[0][0].shape == (2, c_out, 12, 18)
+    for reference, phase in zip(*results):
+        np.testing.assert_allclose(phase.numpy(), reference.numpy(), rtol=1e-12, atol=1e-12)
