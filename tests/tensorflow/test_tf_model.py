@@ -162,3 +162,27 @@ def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
     from ptycho_testing import check_central_only_predict
 
     check_central_only_predict(TFTrainedModel(_model(gridsize=gridsize)), small_scan, gridsize)
+
+
+@pytest.mark.parametrize("c_in, c_out", [(64, 1), (5, 3)])
+def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
+    """Values and gradients (input, kernel, bias) of the phase form match upsample + conv."""
+    from ptycho.backends.tensorflow.network import _conv, _upsample, conv_after_upsample
+
+    rng = np.random.default_rng(0)
+    conv = _conv(c_out, "probe_head")
+    conv.build((None, 6, 9, c_in))
+    conv.bias.assign(rng.normal(size=c_out).astype(np.float32))
+    x = tf.constant(rng.normal(size=(2, 6, 9, c_in)).astype(np.float32))
+    results = []
+    for fn in (lambda x: conv(_upsample(x)), lambda x: conv_after_upsample(x, conv)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = fn(x)
+            weights = np.linspace(0.5, 1.5, out.shape.num_elements()).reshape(out.shape)
+            loss = tf.reduce_sum(out * weights.astype(np.float32))
+        results.append([out, *tape.gradient(loss, [x, conv.kernel, conv.bias])])
+    assert tuple(results[0][0].shape) == (2, 12, 18, c_out)
+    for reference, phase in zip(*results):
+        scale = float(tf.reduce_max(tf.abs(reference))) + 1.0
+        np.testing.assert_allclose(phase.numpy(), reference.numpy(), rtol=0, atol=2e-6 * scale)

@@ -54,6 +54,28 @@ def _upsample(x: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
+# 3x3 taps at offsets (-1, 0, +1) of the upsampled grid -> taps of the low-resolution grid for
+# output phase 0 (even rows/columns) and phase 1 (odd), as in the torch network.
+_PHASE_TAPS = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
+                        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
+
+
+def conv_after_upsample(x: tf.Tensor, conv: keras.layers.Conv2D) -> tf.Tensor:
+    """``conv(_upsample(x))`` computed without the upsampled input (built ``conv``, 3x3 'same').
+
+    The four output phases are one convolution of ``x`` with pairwise-summed taps and
+    4x the output channels, interleaved by ``tf.nn.depth_to_space`` (the torch network's
+    ``conv_after_upsample``). x (B, H, W, C) -> (B, 2H, 2W, conv.filters).
+    """
+    taps = tf.constant(_PHASE_TAPS, dtype=conv.kernel.dtype)
+    kernel = tf.einsum("par,rcio,qbc->abipqo", taps, conv.kernel, taps)
+    kernel = tf.reshape(kernel, (3, 3, -1, 4 * conv.filters))
+    y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+    if conv.use_bias:
+        y = y + tf.tile(conv.bias, [4])
+    return tf.nn.depth_to_space(y, 2)
+
+
 def _build_pair(block, input_shape) -> None:
     """Create the weights of a block's conv1/conv2 for ``input_shape`` (B, H, W, F)."""
     shape = tuple(input_shape)
@@ -85,8 +107,12 @@ class ConvBlock(keras.layers.Layer):
     def build(self, input_shape):
         _build_pair(self, input_shape)
 
+    def features(self, x):
+        """The two convolutions and ReLUs, before the resampling."""
+        return tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
+
     def call(self, x):
-        x = tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
+        x = self.features(x)
         return _max_pool(x) if self.resample == "pool" else _upsample(x)
 
 
@@ -149,12 +175,13 @@ class DecoderBranch(keras.layers.Layer):
         for block in self.blocks:
             x = block(x)
         if not self.pad_object:
-            return self._head_activation(self.head(self.full_up(x)))
+            return self._head_activation(conv_after_upsample(self.full_up.features(x), self.head))
         quarter = x.shape[1] // 2
         centre = self._head_activation(self.head(x[..., :-BORDER_CHANNELS]))
         out = tf.pad(centre, [[0, 0], [quarter, quarter], [quarter, quarter], [0, 0]])
         if self.probe_big and not central_only:
-            border = tf.nn.silu(self.border_head(self.border_up(x[..., -BORDER_CHANNELS:])))
+            features = self.border_up.features(x[..., -BORDER_CHANNELS:])
+            border = tf.nn.silu(conv_after_upsample(features, self.border_head))
             out = out + border * self._border_mask
         return out
 
