@@ -50,7 +50,7 @@ __all__ = ["RawData"]
 
 def _probe_mode0(probe_guess, where: str = "probeGuess", notes: list | None = None) -> np.ndarray:
     """Mode 0 of a ``(N, N)``, ``(N, N, 1)`` or ``(modes, N, N)`` probe as complex64 ``(N, N)``."""
-    return _npz._probe(np.asarray(probe_guess), where, notes if notes is not None else [])
+    return _npz.probe_mode0(np.asarray(probe_guess), where, notes if notes is not None else [])
 
 
 class RawData:
@@ -125,8 +125,8 @@ class RawData:
             raise InputError("length mismatch", "RawData ycoords",
                              f"{len(x)} (> 0) positions like xcoords", f"{len(y)}")
         raw = np.asarray(diff3d)
-        _npz._check_real_finite(raw, "RawData diff3d")
-        raw = _npz._diffraction_layout(raw, len(x), "RawData diff3d")
+        _npz.check_real_finite(raw, "RawData diff3d")
+        raw = _npz.diffraction_layout(raw, len(x), "RawData diff3d")
         notes: list[str] = []
         probe = _probe_mode0(probe_guess, "RawData probeGuess", notes)
         if probe.shape[0] != raw.shape[-1]:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.data import lazy as _lazy
-from ptycho.data.npz import DIFFRACTION_KEYS, REQUIRED_KEYS, _MemberReader, _read
+from ptycho.data.npz import DIFFRACTION_KEYS, REQUIRED_KEYS, MemberReader, read_members
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
 from ptycho.fileio import atomic_path
@@ -43,7 +43,7 @@ def _as_text(value) -> np.ndarray:
     return np.asarray(value)
 
 
-class _Hdf5Reader(_MemberReader):
+class _Hdf5Reader(MemberReader):
     """The interface of ``npz._NpzReader`` over the root datasets of an HDF5 file."""
 
     MEMBER = "dataset"
@@ -108,7 +108,7 @@ def read_scan_hdf5(path: str | Path, measurement: str = "auto", *, lazy: bool | 
     try:
         if not any(key in reader.keys for key in DIFFRACTION_KEYS):
             reader.require("diffraction")
-        return _read(reader, measurement, lazy)
+        return read_members(reader, measurement, lazy)
     finally:
         reader.close()  # a streamed stack reopens the file itself
 

@@ -62,7 +62,7 @@ def _check_duplicate_positions(xcoords: np.ndarray, ycoords: np.ndarray, where: 
                          f"{repeats.size} repeated in all")
 
 
-class _MemberReader:
+class MemberReader:
     """Base of the scan readers (NPZ here, HDF5 in :mod:`ptycho.data.hdf5`).
 
     Subclasses set ``name`` and ``keys`` and provide ``get(key)`` (array or None), ``stored``
@@ -86,7 +86,7 @@ class _MemberReader:
         return value
 
 
-class _NpzReader(_MemberReader):
+class _NpzReader(MemberReader):
     """Lazy, pickle-free access to the arrays of one NPZ with file-and-key error messages."""
 
     def __init__(self, path: Path):
@@ -126,8 +126,10 @@ class _NpzReader(_MemberReader):
         self._npz.close()
 
 
-def _check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = False,
+def check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = False,
                        allow_empty: bool = False) -> None:
+    """Raise :class:`InputError` naming ``where`` unless ``array`` is numeric (real, or complex
+    with ``allow_complex``), non-empty (unless ``allow_empty``) and finite."""
     if array.dtype.kind not in ("i", "u", "f") + (("c",) if allow_complex else ()):
         expected = "a numeric array" if allow_complex else "a real numeric array"
         raise InputError("wrong dtype", where, expected, str(array.dtype))
@@ -143,7 +145,7 @@ def _coords(reader: _NpzReader, key: str, required: bool) -> np.ndarray | None:
     if array is None:
         return None
     where = f"{reader.name}:{key}"
-    _check_real_finite(array, where, allow_empty=True)
+    check_real_finite(array, where, allow_empty=True)
     if array.ndim != 1:
         array = np.squeeze(array)
         if array.ndim != 1:
@@ -151,7 +153,8 @@ def _coords(reader: _NpzReader, key: str, required: bool) -> np.ndarray | None:
     return array.astype(np.float64)
 
 
-def _diffraction_layout(array: np.ndarray, n_positions: int, where: str) -> np.ndarray:
+def diffraction_layout(array: np.ndarray, n_positions: int, where: str) -> np.ndarray:
+    """Patterns as (M, N, N) from (M, N, N), (M, N, N, 1) or (N, N, M); else InputError."""
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
@@ -168,8 +171,12 @@ def _diffraction_layout(array: np.ndarray, n_positions: int, where: str) -> np.n
                      _describe(array))
 
 
-def _probe(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
-    _check_real_finite(array, where, allow_complex=True)
+def probe_mode0(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
+    """Mode 0 of an (N, N), (N, N, 1) or (modes, N, N) probe as complex64 (N, N).
+
+    A note on dropped modes is logged and appended to ``notes``; bad probes raise InputError.
+    """
+    check_real_finite(array, where, allow_complex=True)
     if array.ndim == 3 and array.shape[-1] == 1 and array.shape[0] == array.shape[1]:
         array = array[..., 0]
     elif array.ndim == 3:
@@ -228,7 +235,7 @@ def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | N
         raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
     reader = _NpzReader(path)
     try:
-        return _read(reader, measurement, lazy)
+        return read_members(reader, measurement, lazy)
     finally:
         reader.close()
 
@@ -251,7 +258,8 @@ def _streamed_patterns(reader, key: str, n_positions: int, lazy: bool | None
     return stored
 
 
-def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Scan:
+def read_members(reader: MemberReader, measurement: str, lazy: bool | None = False) -> Scan:
+    """Validate the members of an open scan file (NPZ or HDF5 reader) into a :class:`Scan`."""
     name = reader.name
     xcoords = _coords(reader, "xcoords", True)
     ycoords = _coords(reader, "ycoords", True)
@@ -272,8 +280,8 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
         raw = reader.require(diff_key)
         if raw.dtype.kind == "c":
             raise InputError("complex diffraction", where, "real amplitudes or counts", str(raw.dtype))
-        _check_real_finite(raw, where)
-        raw = _diffraction_layout(raw, n_positions, where)
+        check_real_finite(raw, where)
+        raw = diffraction_layout(raw, n_positions, where)
         if raw.dtype.kind in ("i", "f") and np.any(raw < 0):
             bad = int(np.count_nonzero(raw < 0))
             raise InputError("negative values", where, "amplitudes or counts >= 0", f"{bad} negative values")
@@ -286,7 +294,7 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
         raw_dtype, pattern_shape = stored.dtype, stored.pattern_shape
 
     notes: list[str] = []
-    probe = _probe(reader.require("probeGuess"), f"{name}:probeGuess", notes)
+    probe = probe_mode0(reader.require("probeGuess"), f"{name}:probeGuess", notes)
     if probe.shape[0] != pattern_shape[-1]:
         raise InputError("size mismatch", f"{name}:probeGuess",
                          f"a {pattern_shape[-1]}x{pattern_shape[-1]} probe like the patterns",
@@ -330,7 +338,7 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
     scan_index = reader.get("scan_index")
     if scan_index is not None:
         scan_index = np.asarray(scan_index).reshape(-1)
-        _check_real_finite(scan_index, f"{name}:scan_index", allow_empty=True)
+        check_real_finite(scan_index, f"{name}:scan_index", allow_empty=True)
         if len(scan_index) != n_positions:
             raise InputError("length mismatch", f"{name}:scan_index", f"{n_positions} values",
                              f"{len(scan_index)} values")
@@ -339,7 +347,7 @@ def _read(reader: _NpzReader, measurement: str, lazy: bool | None = False) -> Sc
     object_guess = reader.get("objectGuess")
     if object_guess is not None:
         where = f"{name}:objectGuess"
-        _check_real_finite(object_guess, where, allow_complex=True)
+        check_real_finite(object_guess, where, allow_complex=True)
         object_guess = np.squeeze(object_guess)
         if object_guess.ndim != 2:
             raise InputError("wrong shape", where, "a 2-D complex object (H, W)", _describe(object_guess))
