@@ -143,3 +143,16 @@ def test_every_convolution_runs_channels_last(gridsize):
     for hook in hooks:
         hook.remove()
     assert layouts and all(layouts)
+
+
+def test_training_works_after_a_first_forward_under_inference_mode():
+    """The cached phase taps of conv_after_upsample must not be inference tensors."""
+    from ptycho.backends.pytorch import network
+
+    network._phase_taps.cache_clear()
+    model = PtychoPINN(ModelConfig(N=64), physics.default_probe(64), 10.0)
+    x, rel = torch.rand(2, 1, 64, 64), torch.zeros(2, 1, 2)
+    with torch.inference_mode():
+        model(x, rel)
+    model(x, rel).amplitude.sum().backward()
+    assert model.generator.amplitude.border_head.weight.grad is not None
