@@ -186,3 +186,19 @@ def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
     for reference, phase in zip(*results):
         scale = float(tf.reduce_max(tf.abs(reference))) + 1.0
         np.testing.assert_allclose(phase.numpy(), reference.numpy(), rtol=0, atol=2e-6 * scale)
+
+
+@pytest.mark.parametrize("pad_object", [True, False])
+def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object):
+    """The border head (pad_object) and the full-resolution head (not) use the phase form."""
+    from ptycho.backends.tensorflow import network
+
+    model = _model(pad_object=pad_object)
+    x = tf.constant(np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32))
+    phase_form = model.generator(x)
+    monkeypatch.setattr(network, "conv_after_upsample",
+                        lambda y, conv: conv(network._upsample(y)))
+    reference = model.generator(x)
+    for got, want in zip(phase_form, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    assert float(tf.reduce_max(tf.abs(reference[0]))) > 0

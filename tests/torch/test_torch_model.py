@@ -156,3 +156,23 @@ def test_training_works_after_a_first_forward_under_inference_mode():
         model(x, rel)
     model(x, rel).amplitude.sum().backward()
     assert model.generator.amplitude.border_head.weight.grad is not None
+
+
+@pytest.mark.parametrize("pad_object", [True, False])
+def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object):
+    """The border head (pad_object) and the full-resolution head (not) use the phase form."""
+    from torch.nn import functional as F
+
+    from ptycho.backends.pytorch import network
+
+    torch.manual_seed(0)
+    model = PtychoPINN(ModelConfig(N=64, pad_object=pad_object), physics.default_probe(64), 1.0)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        phase_form = model.generator(x)
+        monkeypatch.setattr(network, "conv_after_upsample",
+                            lambda y, conv: conv(F.interpolate(y, scale_factor=2, mode="nearest")))
+        reference = model.generator(x)
+    for got, want in zip(phase_form, reference):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    assert float(reference[0].abs().max()) > 0
