@@ -153,7 +153,7 @@ class RawData:
         return Scan(diffraction=diffraction, xcoords=x, ycoords=y, probe=probe,
                     xcoords_start=xcoords_start, ycoords_start=ycoords_start,
                     scan_index=scan_index, object_guess=object_guess, measured_domain=domain,
-                    source="<RawData>", notes=notes)
+                    measured_reason=reason, source="<RawData>", notes=notes)
 
     # -- legacy attributes --------------------------------------------------------------------
 

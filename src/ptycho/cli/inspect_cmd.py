@@ -81,72 +81,22 @@ def run(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# scan NPZ
+# scan (NPZ or HDF5)
 # ---------------------------------------------------------------------------------------------
 
-def _scan_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
-    """Measurement domain and reason (as the loader decides them) and the ``sim_*`` metadata."""
-    import numpy as np
+def _simulation_metadata(path: Path) -> dict[str, Any]:
+    """The numeric and text ``sim_*`` members of a scan file (what ``simulate`` recorded)."""
+    import contextlib
 
-    from ptycho.data.io import is_hdf5
-    from ptycho.data.npz import DIFFRACTION_KEYS, resolve_measurement
+    from ptycho.data.io import open_scan_reader
 
-    if is_hdf5(path):
-        return _hdf5_header(path, requested)
-    with np.load(path, allow_pickle=False) as npz:
-        keys = set(npz.files)
-        file_value = None
-        if "measurement" in keys:
-            value = np.asarray(npz["measurement"])
-            file_value = str(value.reshape(-1)[0]) if value.size else ""
-        diff_key = next(k for k in DIFFRACTION_KEYS if k in keys)
-        dtype = None
-        try:  # read only the .npy header, not the (possibly large) array
-            with npz.zip.open(f"{diff_key}.npy") as handle:
-                version = np.lib.format.read_magic(handle)
-                if version == (1, 0):
-                    dtype = np.lib.format.read_array_header_1_0(handle)[2]
-                elif version == (2, 0):
-                    dtype = np.lib.format.read_array_header_2_0(handle)[2]
-        except (KeyError, ValueError, OSError, AttributeError):
-            dtype = None
-        if dtype is None:
-            dtype = npz[diff_key].dtype
-        simulation = {}
-        for key in sorted(k for k in keys if k.startswith("sim_")):
-            value = np.asarray(npz[key])
+    simulation = {}
+    with contextlib.closing(open_scan_reader(path)) as reader:
+        for key in sorted(k for k in reader.keys if k.startswith("sim_")):
+            value = reader.get(key)
             if value.dtype.kind in "biufU":
                 simulation[key[len("sim_"):]] = value.tolist()
-    domain, reason = resolve_measurement(keys, file_value, dtype, requested)
-    return domain, reason, simulation
-
-
-def _hdf5_header(path: Path, requested: str) -> tuple[str, str, dict[str, Any]]:
-    """:func:`_scan_header` of an HDF5 scan (root datasets and the ``measurement`` attribute)."""
-    import h5py
-    import numpy as np
-
-    from ptycho.data.npz import DIFFRACTION_KEYS, resolve_measurement
-
-    def text(value) -> str:
-        value = np.asarray(value).reshape(-1)[0] if np.size(value) else ""
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-    with h5py.File(path, "r") as handle:
-        datasets = {k: item for k, item in handle.items() if isinstance(item, h5py.Dataset)}
-        file_value = None
-        if "measurement" in handle.attrs:
-            file_value = text(handle.attrs["measurement"])
-        elif "measurement" in datasets:
-            file_value = text(datasets["measurement"][()])
-        dtype = datasets[next(k for k in DIFFRACTION_KEYS if k in datasets)].dtype
-        simulation = {}
-        for key in sorted(k for k in datasets if k.startswith("sim_")):
-            value = np.asarray(datasets[key][()])
-            if value.dtype.kind in "biufU":
-                simulation[key[len("sim_"):]] = value.tolist()
-    domain, reason = resolve_measurement(set(datasets), file_value, dtype, requested)
-    return domain, reason, simulation
+    return simulation
 
 
 def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[str, Any]:
@@ -170,9 +120,7 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
 
     requested = getattr(args, "measurement", None) or "auto"
     scan = read_scan(path, measurement=requested)
-    domain, reason, simulation = _scan_header(path, requested)
-    if domain != scan.measured_domain:  # pragma: no cover - the loader and header disagree
-        domain, reason = scan.measured_domain, "see the loader notes"
+    simulation = _simulation_metadata(path)
 
     power = pattern_power(scan.diffraction)
     probe = np.asarray(scan.probe, np.complex128)
@@ -210,7 +158,7 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
         "N": n,
         "photons_per_pattern": {"mean": float(power.mean()), "min": float(power.min()),
                                 "max": float(power.max())},
-        "measurement": {"domain": domain, "reason": reason},
+        "measurement": {"domain": scan.measured_domain, "reason": scan.measured_reason},
         "probe": {
             "shape": [int(s) for s in probe.shape],
             "power": float(np.sum(magnitude ** 2)),

@@ -43,8 +43,8 @@ def _as_text(value) -> np.ndarray:
     return np.asarray(value)
 
 
-class _Hdf5Reader(MemberReader):
-    """The interface of ``npz._NpzReader`` over the root datasets of an HDF5 file."""
+class Hdf5Reader(MemberReader):
+    """The interface of :class:`ptycho.data.npz.NpzReader` over the root datasets of an HDF5 file."""
 
     MEMBER = "dataset"
     EXPECTED = f"the scan HDF5 datasets {', '.join(REQUIRED_KEYS + ('diffraction',))}"
@@ -104,7 +104,7 @@ def read_scan_hdf5(path: str | Path, measurement: str = "auto", *, lazy: bool | 
     path = Path(path)
     if measurement not in ("auto", "amplitude", "intensity"):
         raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
-    reader = _Hdf5Reader(path)
+    reader = Hdf5Reader(path)
     try:
         if not any(key in reader.keys for key in DIFFRACTION_KEYS):
             reader.require("diffraction")

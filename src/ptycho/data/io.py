@@ -29,6 +29,19 @@ def is_hdf5(path: str | Path) -> bool:
         return False
 
 
+def open_scan_reader(path: str | Path):
+    """The member reader of a scan file: :class:`ptycho.data.hdf5.Hdf5Reader` or
+    :class:`ptycho.data.npz.NpzReader` (``keys``, ``get``, ``require``, ``stored``); call its
+    ``close()`` when done."""
+    if is_hdf5(path):
+        from ptycho.data.hdf5 import Hdf5Reader
+
+        return Hdf5Reader(Path(path))
+    from ptycho.data.npz import NpzReader
+
+    return NpzReader(Path(path))
+
+
 def read_scan(path: str | Path, measurement: str = "auto", *, lazy: bool | None = None) -> Scan:
     """Read and validate a scan file (NPZ or HDF5, by suffix or signature).
 

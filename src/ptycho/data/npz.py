@@ -86,7 +86,7 @@ class MemberReader:
         return value
 
 
-class _NpzReader(MemberReader):
+class NpzReader(MemberReader):
     """Lazy, pickle-free access to the arrays of one NPZ with file-and-key error messages."""
 
     def __init__(self, path: Path):
@@ -140,7 +140,7 @@ def check_real_finite(array: np.ndarray, where: str, *, allow_complex: bool = Fa
         raise InputError("non-finite values", where, "finite numbers", f"{bad} NaN/Inf values")
 
 
-def _coords(reader: _NpzReader, key: str, required: bool) -> np.ndarray | None:
+def _coords(reader: NpzReader, key: str, required: bool) -> np.ndarray | None:
     array = reader.require(key) if required else reader.get(key)
     if array is None:
         return None
@@ -233,7 +233,7 @@ def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | N
     path = Path(path)
     if measurement not in ("auto", "amplitude", "intensity"):
         raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
-    reader = _NpzReader(path)
+    reader = NpzReader(path)
     try:
         return read_members(reader, measurement, lazy)
     finally:
@@ -378,7 +378,7 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
     return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=probe,
                 xcoords_start=xstart, ycoords_start=ystart, scan_index=scan_index,
                 object_guess=object_guess, bad_pixels=bad_pixels, measured_domain=domain,
-                source=str(reader.path), notes=notes)
+                measured_reason=reason, source=str(reader.path), notes=notes)
 
 
 def write_scan_npz(path: str | Path, scan: Scan, *, extra: dict | None = None) -> None:

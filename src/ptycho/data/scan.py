@@ -30,6 +30,9 @@ class Scan:
     bad_pixels : ndarray, shape (N, N), bool, optional
     measured_domain : {'amplitude', 'intensity'}
         What the file held before conversion to amplitude.
+    measured_reason : str
+        Why the reader decided ``measured_domain`` (e.g. "the file's 'measurement' key",
+        "an integer dtype (uint16)", "requested"); empty when the scan was not read from data.
     source : str
         File name (for messages).
     """
@@ -44,6 +47,7 @@ class Scan:
     object_guess: np.ndarray | None = None
     bad_pixels: np.ndarray | None = None
     measured_domain: str = "amplitude"
+    measured_reason: str = ""
     source: str = "<memory>"
     notes: list[str] = field(default_factory=list)
 
@@ -89,6 +93,7 @@ class Scan:
             object_guess=self.object_guess,
             bad_pixels=self.bad_pixels,
             measured_domain=self.measured_domain,
+            measured_reason=self.measured_reason,
             source=self.source,
             notes=list(self.notes),
         )
