@@ -25,3 +25,18 @@ def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
         raise ValueError(f"the cnn architecture supports N in 64, 128, 256 (got {N})")
     return ([f * scale for f in _ENCODER_BY_N[N]], [f * scale for f in _DECODER_BY_N[N]],
             scale * 2048 // N)
+
+
+#: A 3x3 convolution of a nearest 2x-upsampled map, per output phase: the taps at offsets
+#: (-1, 0, +1) of the upsampled grid summed onto the low-resolution grid, for phase 0 (even
+#: rows/columns: input offsets -1, 0) and phase 1 (odd: 0, +1), embedded in a 3x3 kernel over
+#: input offsets (-1, 0, +1). Indexed [phase, input offset, upsampled offset]; used by each
+#: backend's ``conv_after_upsample``.
+PHASE_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+              ((0.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
+
+
+def skips_border(central_px: int | None, N: int) -> bool:
+    """True when a caller using only the central ``central_px`` pixels of each patch lets the
+    cnn skip its border branch (``predict(central_px=...)`` in ``ptycho.backends.base``)."""
+    return central_px is not None and central_px <= N // 2

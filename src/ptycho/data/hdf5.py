@@ -44,7 +44,7 @@ def _as_text(value) -> np.ndarray:
 
 
 class Hdf5Reader(MemberReader):
-    """The interface of :class:`ptycho.data.npz.NpzReader` over the root datasets of an HDF5 file."""
+    """:class:`ptycho.data.npz.NpzReader`'s interface over the root datasets of an HDF5 file."""
 
     MEMBER = "dataset"
     EXPECTED = f"the scan HDF5 datasets {', '.join(REQUIRED_KEYS + ('diffraction',))}"

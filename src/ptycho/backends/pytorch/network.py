@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ptycho.backends.architecture import BORDER_CHANNELS, filter_ladder
+from ptycho.backends.architecture import BORDER_CHANNELS, PHASE_TAPS, filter_ladder
 from ptycho.config.config import ModelConfig
 
 
@@ -50,20 +50,13 @@ class ConvBlock(nn.Module):
         return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-# 3x3 taps at offsets (-1, 0, +1) of the upsampled grid -> taps of the low-resolution grid for
-# output phase 0 (even rows/columns: offsets -1, 0 of the input) and phase 1 (odd: 0, +1),
-# embedded in a 3x3 kernel over input offsets (-1, 0, +1).
-_PHASE_TAPS = (((1.0, 0.0, 0.0), (0.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
-               ((0.0, 0.0, 0.0), (1.0, 1.0, 0.0), (0.0, 0.0, 1.0)))
-
-
 @functools.lru_cache(maxsize=8)
 def _phase_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """:data:`_PHASE_TAPS` as a (2, 3, 3) tensor, made once per dtype and device (no
-    host-to-device copy in every forward on a GPU); never an inference tensor, so a first call
-    under ``torch.inference_mode`` does not break later training."""
+    """:data:`ptycho.backends.architecture.PHASE_TAPS` as a (2, 3, 3) tensor, made once per
+    dtype and device (no host-to-device copy in every forward on a GPU); never an inference
+    tensor, so a first call under ``torch.inference_mode`` does not break later training."""
     with torch.inference_mode(False):
-        return torch.tensor(_PHASE_TAPS, dtype=dtype, device=device)
+        return torch.tensor(PHASE_TAPS, dtype=dtype, device=device)
 
 
 def conv_after_upsample(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:

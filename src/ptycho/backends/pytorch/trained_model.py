@@ -7,6 +7,7 @@ import io
 import numpy as np
 import torch
 
+from ptycho.backends.architecture import skips_border
 from ptycho.backends.pytorch.model import PtychoPINN, offsets_to_torch
 from ptycho.config.config import DEFAULT_PREDICT_BATCH, ModelConfig
 from ptycho.errors import ArchiveError, InputError
@@ -59,7 +60,7 @@ class TorchTrainedModel:
                 f"gridsize-{self.model_config.gridsize} model (regroup the data with "
                 f"gridsize={self.model_config.gridsize})", f"shape {tuple(x_all.shape)}")
         rel_all = offsets_to_torch(offsets_all)
-        central_only = central_px is not None and central_px <= self.model_config.N // 2
+        central_only = skips_border(central_px, self.model_config.N)
         outputs = []
         with torch.inference_mode():
             for lo in range(0, len(x_all), batch_size):

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho.backends.architecture import BORDER_CHANNELS, filter_ladder
+from ptycho.backends.architecture import BORDER_CHANNELS, PHASE_TAPS, filter_ladder
 from ptycho.config.config import ModelConfig
 
 
@@ -54,12 +54,6 @@ def _upsample(x: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
-# 3x3 taps at offsets (-1, 0, +1) of the upsampled grid -> taps of the low-resolution grid for
-# output phase 0 (even rows/columns) and phase 1 (odd), as in the torch network.
-_PHASE_TAPS = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 0.0]],
-                        [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
-
-
 def conv_after_upsample(x: tf.Tensor, conv: keras.layers.Conv2D) -> tf.Tensor:
     """``conv(_upsample(x))`` computed without the upsampled input (built ``conv``, 3x3 'same').
 
@@ -67,7 +61,7 @@ def conv_after_upsample(x: tf.Tensor, conv: keras.layers.Conv2D) -> tf.Tensor:
     4x the output channels, interleaved by ``tf.nn.depth_to_space`` (the torch network's
     ``conv_after_upsample``). x (B, H, W, C) -> (B, 2H, 2W, conv.filters).
     """
-    taps = tf.constant(_PHASE_TAPS, dtype=conv.kernel.dtype)
+    taps = tf.constant(PHASE_TAPS, dtype=conv.kernel.dtype)
     kernel = tf.einsum("par,rcio,qbc->abipqo", taps, conv.kernel, taps)
     kernel = tf.reshape(kernel, (3, 3, -1, 4 * conv.filters))
     y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho import physics
+from ptycho.backends.architecture import skips_border
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.data import make_datasets
 from ptycho.backends.tensorflow.model import PtychoPINN
@@ -408,11 +409,11 @@ class TFTrainedModel:
                 f"model (regroup the data with gridsize={self.model_config.gridsize})",
                 f"shape {tuple(x_all.shape)}")
         offsets_all = np.asarray(offsets_all, np.float32)
-        predict_fn = self._predict_fns[central_px is not None and central_px <= n // 2]
+        predict_fn = self._predict_fns[skips_border(central_px, n)]
         outputs = []
         for lo in range(0, len(x_all), batch_size):
             obj = predict_fn(tf.constant(x_all[lo:lo + batch_size]),
-                                   tf.constant(offsets_all[lo:lo + batch_size]))
+                             tf.constant(offsets_all[lo:lo + batch_size]))
             outputs.append(obj.numpy()[..., 0])
         result = np.concatenate(outputs) if outputs else np.zeros((0, n, n))
         return result[..., None].astype(np.complex64)
