@@ -236,16 +236,17 @@ def bench_stitch_group(args) -> dict:
 def bench_quality(args) -> dict:
     """PSNR/SSIM/FRC after a fixed training budget, beside the speed figures and a flat object.
 
-    The scan of ``tests/torch/test_quality_torch.py``: grf:8 object, defocused probe, N=64,
+    The demo's training scan (``ptycho.demo.DEMO_SCAN``, seed 7; also the scan of
+    ``tests/torch/test_quality_torch.py``): grf:8 object, defocused probe, N=64,
     529 positions, 1e6 photons per pattern; default training settings.
     """
     from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
     from ptycho.data.simulation import simulate
-    from ptycho.evaluation import evaluate_reconstruction, flat_baseline_metrics
+    from ptycho.demo import DEMO_SCAN
+    from ptycho.evaluation import comparison_region, evaluate_reconstruction, flat_baseline_metrics
     from ptycho.workflows import inference, training
 
-    scan = simulate(object_kind="grf:8", probe_kind="defocused", N=64, object_size=224,
-                    step=7.0, nphotons=1e6, seed=7).scan
+    scan = simulate(**DEMO_SCAN, seed=7).scan
     out = {}
     for backend in args.backends:
         config = TrainingConfig(model=ModelConfig(N=64), nepochs=args.quality_epochs,
@@ -258,8 +259,7 @@ def bench_quality(args) -> dict:
         train_s = time.perf_counter() - started
         for weighting in ("crop", "probe"):
             stitched = inference.reconstruct(result.model, scan, stitch_weight=weighting).stitched
-            where = dict(scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
-                         valid=stitched.weight > 0)
+            where = comparison_region(stitched, scan)
             metrics = evaluate_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
                                               scan.object_guess, **where)
             label = backend if weighting == "crop" else f"{backend}, --stitch-weight probe"

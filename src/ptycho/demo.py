@@ -25,27 +25,31 @@ import sys
 import time
 from pathlib import Path
 
+#: The demo's scans (``ptycho.data.simulation.simulate`` arguments; the training scan uses the
+#: demo seed, the test scan seed + 1). The bench's quality section and the PyTorch quality test
+#: reconstruct the training scan of seed 7.
+DEMO_SCAN = dict(object_kind="grf:8", probe_kind="defocused", scan_kind="raster", N=64,
+                 object_size=224, step=7.0, nphotons=1e6)
+
 
 def run_demo(out: Path, *, nepochs: int, backend: str, seed: int = 7) -> dict:
     """Simulate, train, reconstruct and evaluate; return the metrics of both reconstructions."""
-    import numpy as np
-
     from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
     from ptycho.data.simulation import simulate, write_simulation
-    from ptycho.evaluation import flat_baseline_metrics, format_metrics
+    from ptycho.evaluation import comparison_region, flat_baseline_metrics, format_metrics
     from ptycho.workflows import inference, training
 
     out.mkdir(parents=True, exist_ok=True)
     scans = {}
-    for name, scan_seed, kind in (("train", seed, "grf:8"), ("test", seed + 1, "grf:8")):
-        simulation = simulate(object_kind=kind, probe_kind="defocused", scan_kind="raster", N=64,
-                              object_size=224, step=7.0, nphotons=1e6, seed=scan_seed)
+    for name, scan_seed in (("train", seed), ("test", seed + 1)):
+        simulation = simulate(**DEMO_SCAN, seed=scan_seed)
         path = out / f"{name}_scan.npz"
         write_simulation(path, simulation)
         scans[name] = simulation.scan
         scan = simulation.scan
         print(f"[demo] simulated {path}: {scan.n_positions} positions, N={scan.N}, "
-              f"{scan.mean_photons_per_pattern():.3g} photons/pattern, object '{kind}'")
+              f"{scan.mean_photons_per_pattern():.3g} photons/pattern, "
+              f"object '{DEMO_SCAN['object_kind']}'")
 
     config = TrainingConfig(model=ModelConfig(N=64, gridsize=1), nepochs=nepochs, batch_size=16,
                             output_dir=out / "model", backend=backend)
@@ -66,8 +70,7 @@ def run_demo(out: Path, *, nepochs: int, backend: str, seed: int = 7) -> dict:
         print(format_metrics(metrics[name]))
         stitched = recon.stitched
         flat = flat_baseline_metrics(stitched.object, stitched.x0_px, stitched.y0_px,
-                                     scan.object_guess, valid=stitched.weight > 0,
-                                     scan_xy=np.column_stack([scan.xcoords, scan.ycoords]))
+                                     scan.object_guess, **comparison_region(stitched, scan))
         print("[demo] a flat object would score: " + ", ".join(
             f"{c} PSNR {flat[c]['psnr_db']:.2f} dB, SSIM {flat[c]['ssim']:.3f}"
             for c in ("amplitude", "phase")))

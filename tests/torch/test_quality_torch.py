@@ -27,16 +27,15 @@ The 10-epoch recipe is not robust across training seeds (seed 1: amplitude/phase
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
 from ptycho.data.simulation import simulate
-from ptycho.evaluation import evaluate_reconstruction, flat_baseline_metrics
+from ptycho.demo import DEMO_SCAN
+from ptycho.evaluation import comparison_region, evaluate_reconstruction, flat_baseline_metrics
 from ptycho.workflows import inference, training
 
-QUALITY_SCAN = dict(object_kind="grf:8", probe_kind="defocused", N=64, object_size=224, step=7.0,
-                    nphotons=1e6, seed=7)
+QUALITY_SCAN = dict(DEMO_SCAN, seed=7)  # the demo's training scan
 EPOCHS = 10
 
 
@@ -51,8 +50,7 @@ def test_short_training_beats_a_flat_object(tmp_path):
     scores = {}
     for weighting in ("probe", "crop"):
         stitched = inference.reconstruct(result.model, scan, stitch_weight=weighting).stitched
-        where = dict(scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
-                     valid=stitched.weight > 0)
+        where = comparison_region(stitched, scan)
         scores[weighting] = evaluate_reconstruction(stitched.object, stitched.x0_px,
                                                     stitched.y0_px, scan.object_guess, **where)
         scores[f"flat ({weighting})"] = flat_baseline_metrics(

@@ -10,8 +10,9 @@ frc
     Fourier ring correlation with the 0.5 and 1/2-bit thresholds.
 compare
     The pipeline: :func:`evaluate_reconstruction` (metrics dict),
-    :func:`compare_reconstruction` (metrics plus aligned images and FRC curves) and
-    :func:`flat_baseline_metrics` (the score of a flat object, the floor to beat).
+    :func:`compare_reconstruction` (metrics plus aligned images and FRC curves),
+    :func:`flat_baseline_metrics` (the score of a flat object, the floor to beat) and
+    :func:`comparison_region` (their region arguments for a stitched object and its scan).
 reconstruction
     Reading ``reconstruction.npz`` / ``.npy`` files.
 report
@@ -26,6 +27,7 @@ Nothing here imports torch or tensorflow.
 from ptycho.evaluation.compare import (
     EvaluationResult,
     compare_reconstruction,
+    comparison_region,
     evaluate_reconstruction,
     flat_baseline_metrics,
 )
@@ -48,6 +50,7 @@ __all__ = [
     "Reconstruction",
     "compare_reconstruction",
     "comparison_figure",
+    "comparison_region",
     "data_range",
     "evaluate_and_report",
     "evaluate_reconstruction",

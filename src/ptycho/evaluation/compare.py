@@ -274,3 +274,16 @@ def flat_baseline_metrics(recon: np.ndarray, x0_px: float, y0_px: float, truth: 
     flat = np.ones(np.shape(recon), np.complex64)
     return evaluate_reconstruction(flat, x0_px, y0_px, truth, scan_xy=scan_xy, valid=valid,
                                    registration="none")
+
+
+def comparison_region(stitched, scan) -> dict:
+    """``scan_xy`` and ``valid`` for comparing a stitched object with its scan's ground truth.
+
+    The scan positions ((M, 2) x, y) bound the compared region; ``valid`` is the covered pixels
+    (``stitched.weight > 0``; None when the object carries no weight). Pass as keywords to
+    :func:`evaluate_reconstruction`, :func:`compare_reconstruction` or
+    :func:`flat_baseline_metrics`.
+    """
+    weight = getattr(stitched, "weight", None)
+    return {"scan_xy": np.column_stack([scan.xcoords, scan.ycoords]),
+            "valid": None if weight is None else np.asarray(weight) > 0}

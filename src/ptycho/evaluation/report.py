@@ -140,19 +140,15 @@ def evaluate_and_report(stitched, scan, output_dir: str | os.PathLike, *, plot: 
     ptycho.errors.InputError
         The scan has no ``objectGuess``, or the object does not overlap it.
     """
-    import numpy as np
-
     from ptycho.errors import InputError
-    from ptycho.evaluation.compare import compare_reconstruction
+    from ptycho.evaluation.compare import compare_reconstruction, comparison_region
 
     if scan.object_guess is None:
         raise InputError("missing key", f"{Path(scan.source).name}:objectGuess",
                          "a scan holding the ground-truth object objectGuess (H, W)",
                          "no objectGuess")
-    weight = getattr(stitched, "weight", None)
-    result = compare_reconstruction(
-        stitched.object, stitched.x0_px, stitched.y0_px, scan.object_guess,
-        scan_xy=np.stack([scan.xcoords, scan.ycoords], axis=1),
-        valid=None if weight is None else np.asarray(weight) > 0, registration=registration)
+    result = compare_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
+                                    scan.object_guess, registration=registration,
+                                    **comparison_region(stitched, scan))
     write_report(result, output_dir, plot=plot)
     return result.metrics
