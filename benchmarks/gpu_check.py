@@ -18,16 +18,12 @@ import argparse
 import datetime as dt
 import json
 import platform
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 # benchmarks/ is on sys.path when this file runs as a script
-from run import RESULTS, median_time, model_flops_per_pattern, simulated_scan
+from run import RESULTS, model_flops_per_pattern, predict_seconds, simulated_scan, train_rate
 
 
 def matmul_tflops(dtype_name: str, device: str, n: int = 8192, repeats: int = 5) -> float:
@@ -84,37 +80,21 @@ def gpu_backends(accelerator: str) -> tuple[list[str], dict[str, str]]:
 
 def measure(backend: str, N: int, gridsize: int, precision: str, scans: dict, args) -> dict:
     """Training and predict patterns/s of one configuration."""
-    from ptycho import physics
-    from ptycho.backends import load_backend
-    from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+    from ptycho.config.config import ExecutionConfig
     from ptycho.data.grouping import GroupedData
 
-    module = load_backend(backend)
-    scan = scans[N]
-    grouped = GroupedData.from_scan(scan, gridsize)
-    config = TrainingConfig(model=ModelConfig(N=N, gridsize=gridsize), nepochs=1 + args.epochs,
-                            batch_size=args.train_batch, validation_fraction=0.0,
-                            early_stop_patience=100, plateau_patience=100, backend=backend)
+    grouped = GroupedData.from_scan(scans[N], gridsize)
     execution = ExecutionConfig(progress_bar=False, logger="none", accelerator=args.accelerator,
                                 devices=1, precision=precision)
-    probe = physics.normalize_probe(scan.probe)
-    scale = physics.intensity_scale(scan.mean_photons_per_pattern(), N)
-    with tempfile.TemporaryDirectory() as tmp:
-        model = module.train_model(grouped, None, probe, scale, config, execution, Path(tmp))
-    train_rate = len(grouped) / statistics.median(model.history["epoch_time_s"][1:])
-    x = grouped.X() * np.float32(model.intensity_scale)
-    relative = grouped.coords()["relative"]
-    model.predict([x[:args.predict_batch], relative[:args.predict_batch]],
-                  batch_size=args.predict_batch)  # warm-up, tracing
-    predict_s = median_time(lambda: model.predict([x, relative], batch_size=args.predict_batch),
-                            args.repeats)
+    model, rate = train_rate(backend, grouped, args.epochs, args.train_batch, execution)
+    predict_s = predict_seconds(model, grouped, args.predict_batch, args.repeats)
     flops = model_flops_per_pattern(N, gridsize)
     return {"backend": backend, "N": N, "gridsize": gridsize, "precision": precision,
             "train_batch": args.train_batch, "predict_batch": args.predict_batch,
-            "patterns": len(grouped), "train_patterns_per_s": train_rate,
-            "predict_patterns_per_s": len(x) / predict_s,
-            "train_tflops": 3 * flops * train_rate / 1e12,
-            "predict_tflops": flops * len(x) / predict_s / 1e12}
+            "patterns": len(grouped), "train_patterns_per_s": rate,
+            "predict_patterns_per_s": len(grouped) / predict_s,
+            "train_tflops": 3 * flops * rate / 1e12,
+            "predict_tflops": flops * len(grouped) / predict_s / 1e12}
 
 
 def markdown(report: dict) -> str:

@@ -113,60 +113,73 @@ def simulated_scan(n_positions: int, N: int, seed: int = 0):
                     n_positions=n_positions, nphotons=1e6, seed=seed).scan
 
 
-def bench_backend(backend: str, N: int, gridsize: int, args) -> dict:
-    """Training and inference throughput of one backend/configuration (run in a subprocess).
+def train_rate(backend: str, grouped, epochs: int, batch_size: int, execution):
+    """Train on ``grouped`` for 1 + ``epochs`` epochs; return ``(model, patterns/s)``.
 
-    Training: the median wall time of epochs 2..E (the first includes set-up, tracing and
-    warm-up). Predict: whole patches, the model's full FLOPs. Predict + stitch: the inference
-    pipeline (``workflows.inference.reconstruct``, which asks only for the stitched centre).
+    The rate is the number of groups over the median wall time of epochs 2..E (the first
+    includes set-up, tracing and warm-up).
     """
     from ptycho import physics
     from ptycho.backends import load_backend
-    from ptycho.config.config import (
-        DEFAULT_PREDICT_BATCH,
-        ExecutionConfig,
-        ModelConfig,
-        TrainingConfig,
-    )
+    from ptycho.config.config import ModelConfig, TrainingConfig
+
+    scan, N = grouped.scan, grouped.scan.N
+    config = TrainingConfig(model=ModelConfig(N=N, gridsize=grouped.gridsize),
+                            nepochs=1 + epochs, batch_size=batch_size, validation_fraction=0.0,
+                            early_stop_patience=100, plateau_patience=100, backend=backend)
+    probe = physics.normalize_probe(scan.probe)
+    scale = physics.intensity_scale(scan.mean_photons_per_pattern(), N)
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_backend(backend).train_model(grouped, None, probe, scale, config, execution,
+                                                  Path(tmp))
+    return model, len(grouped) / statistics.median(model.history["epoch_time_s"][1:])
+
+
+def predict_seconds(model, grouped, batch_size: int, repeats: int) -> float:
+    """Median wall time of ``model.predict`` of every group of ``grouped`` (whole patches),
+    after a one-batch warm-up (tf.function tracing)."""
+    x = grouped.X() * np.float32(model.intensity_scale)
+    relative = grouped.coords()["relative"]
+    model.predict([x[:batch_size], relative[:batch_size]], batch_size=batch_size)
+    return median_time(lambda: model.predict([x, relative], batch_size=batch_size), repeats)
+
+
+def bench_backend(backend: str, N: int, gridsize: int, args) -> dict:
+    """Training and inference throughput of one backend/configuration (run in a subprocess).
+
+    Training: :func:`train_rate` (batch 16). Predict: whole patches, the model's full FLOPs.
+    Predict + stitch: the inference pipeline (``workflows.inference.reconstruct``, which asks
+    only for the stitched centre).
+    """
+    from ptycho.config.config import DEFAULT_PREDICT_BATCH, ExecutionConfig
     from ptycho.data.grouping import GroupedData
     from ptycho.stitching import DEFAULT_CROP_PX
     from ptycho.workflows.inference import reconstruct
 
-    module = load_backend(backend)
     gemm_before = gemm_flops(args.repeats)["peak_gflops"]
-    scan = simulated_scan(args.train_positions, N)
-    config = TrainingConfig(model=ModelConfig(N=N, gridsize=gridsize), nepochs=1 + args.epochs,
-                            batch_size=16, validation_fraction=0.0, early_stop_patience=100,
-                            plateau_patience=100, backend=backend)
-    grouped = GroupedData.from_scan(scan, gridsize)
-    probe = physics.normalize_probe(scan.probe)
-    scale = physics.intensity_scale(scan.mean_photons_per_pattern(), N)
+    grouped = GroupedData.from_scan(simulated_scan(args.train_positions, N), gridsize)
     execution = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
-    with tempfile.TemporaryDirectory() as tmp:
-        model = module.train_model(grouped, None, probe, scale, config, execution, Path(tmp))
-    epoch_s = statistics.median(model.history["epoch_time_s"][1:])
-    train_rate = len(grouped) / epoch_s
+    model, rate = train_rate(backend, grouped, args.epochs, 16, execution)
 
     infer_scan = simulated_scan(args.infer_positions, N, seed=1)
     infer_grouped = GroupedData.from_scan(infer_scan, gridsize)
-    x = infer_grouped.X() * np.float32(model.intensity_scale)
-    coords = infer_grouped.coords()
-    for central_px in (None, DEFAULT_CROP_PX):  # warm-up (and tf.function tracing)
-        model.predict([x[:DEFAULT_PREDICT_BATCH], coords["relative"][:DEFAULT_PREDICT_BATCH]],
-                      central_px=central_px)
-    predict_s = median_time(lambda: model.predict([x, coords["relative"]]), args.repeats)
+    predict_s = predict_seconds(model, infer_grouped, DEFAULT_PREDICT_BATCH, args.repeats)
+    head = slice(0, DEFAULT_PREDICT_BATCH)  # warm-up of reconstruct's central-only predict
+    model.predict([infer_grouped.X(head) * np.float32(model.intensity_scale),
+                   infer_grouped.coords(head)["relative"]], central_px=DEFAULT_CROP_PX)
     stitch_s = median_time(lambda: reconstruct(model, infer_scan), args.repeats)
     flops = model_flops_per_pattern(N, gridsize)
+    n = len(infer_grouped)
     # the reference peak measured in this process, before and after (same load as the figures)
     gemm = max(gemm_before, gemm_flops(args.repeats)["peak_gflops"])
     return {
         "backend": backend, "N": N, "gridsize": gridsize, "gemm_gflops": gemm,
-        "train_patterns_per_s": train_rate,
-        "predict_patterns_per_s": len(x) / predict_s,
-        "predict_stitch_patterns_per_s": len(x) / stitch_s,
+        "train_patterns_per_s": rate,
+        "predict_patterns_per_s": n / predict_s,
+        "predict_stitch_patterns_per_s": n / stitch_s,
         "forward_gflop_per_pattern": flops / 1e9,
-        "predict_gflops": flops * len(x) / predict_s / 1e9,
-        "train_gflops": 3 * flops * train_rate / 1e9,
+        "predict_gflops": flops * n / predict_s / 1e9,
+        "train_gflops": 3 * flops * rate / 1e9,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
