@@ -1,0 +1,387 @@
+"""Iterative ptychography solver in PyTorch (the engine behind :func:`ptycho.refine.refine`).
+
+Forward model (design section 2, on a canvas that holds the whole scan)::
+
+    o_m   = bilinear patch of the object O at position m      (N, N)
+    psi_m = P * o_m                                             exit wave
+    Psi_m = fft2(psi_m) / N                                     orthonormal, DC at (0, 0)
+    I_m   = |Psi_m|**2                                          expected counts
+
+The measured patterns are read with DC at (N/2, N/2) and ``ifftshift``-ed once per minibatch,
+so no ``fftshift`` is needed per update. All updates are written out explicitly (no autograd):
+for each minibatch the exit-wave correction ``chi`` (the steepest-descent direction of the
+misfit with respect to ``conj(psi)``, scaled so that ``psi + chi`` is the modulus projection
+for the Gaussian model) drives
+
+- the object: ``O += step * A^T(conj(P) chi) / (A^T(|P|**2) + floor * max)``, with ``A^T``
+  the adjoint of the bilinear patch extraction (a scatter-add on the canvas);
+- the probe: ``P += step * sum_m conj(o_m) chi_m / (sum_m |o_m|**2 + floor * max)``;
+- the positions: the 2 x 2 Gauss-Newton step of the amplitude misfit for a shift of the
+  patch, with ``do/dx`` the central difference of the patch. (The exact derivative of the
+  bilinear sampling is piecewise constant in the shift, and its misfit has stationary points
+  inside pixel cells where half of the positions of a 2 px-perturbed scan got stuck.)
+
+The tests compare these gradients with autograd of the same forward model and the forward
+model with :mod:`ptycho.physics` in float64.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+#: Added to predicted intensities in the Poisson model (counts): keeps y / I finite where the
+#: model predicts no photons.
+POISSON_FLOOR_COUNTS = 1e-6
+
+
+@dataclass
+class SolverState:
+    """What the solver holds between updates (torch tensors on the solver's device).
+
+    Attributes
+    ----------
+    obj : Tensor, shape (H, W), complex
+    probe : Tensor, shape (N, N), complex
+    origin_rc : Tensor, shape (M, 2), float64, canvas ``[row, col]`` of each patch's first pixel
+    """
+
+    obj: torch.Tensor
+    probe: torch.Tensor
+    origin_rc: torch.Tensor
+
+
+class PatchWindows:
+    """Bilinear N x N patches at fractional canvas origins, and their adjoint.
+
+    A patch with first pixel at ``(r, c)`` mixes the four whole-pixel windows at
+    ``(floor r + i, floor c + j)``, ``i, j in {0, 1}``, read from one ``(N + 1) x (N + 1)``
+    window of the canvas.
+
+    Parameters
+    ----------
+    origin_rc : Tensor, shape (B, 2), float64, canvas ``[row, col]`` of the patches
+    canvas_shape : (H, W)
+    N : int
+    """
+
+    def __init__(self, origin_rc: torch.Tensor, canvas_shape: tuple[int, int], N: int,
+                 dtype: torch.dtype):
+        height, width = canvas_shape
+        whole = torch.floor(origin_rc)
+        frac = (origin_rc - whole).to(dtype)
+        whole = whole.to(torch.int64)
+        span = torch.arange(N + 1, device=origin_rc.device)
+        rows = whole[:, 0, None] + span
+        cols = whole[:, 1, None] + span
+        if int(rows.min()) < 0 or int(cols.min()) < 0 or int(rows.max()) >= height \
+                or int(cols.max()) >= width:
+            raise ValueError("a patch leaves the solver's canvas")
+        self.index = (rows[:, :, None] * width + cols[:, None, :]).reshape(-1)
+        self.N = N
+        self.batch = origin_rc.shape[0]
+        fr = frac[:, 0, None, None]
+        fc = frac[:, 1, None, None]
+        self.fr, self.fc = fr, fc
+        self.weights = ((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc)
+
+    def window(self, obj: torch.Tensor) -> torch.Tensor:
+        """The ``(B, N + 1, N + 1)`` canvas windows."""
+        n1 = self.N + 1
+        return obj.reshape(-1)[self.index].reshape(self.batch, n1, n1)
+
+    def patches(self, window: torch.Tensor) -> torch.Tensor:
+        """Bilinear patches ``(B, N, N)`` from the windows."""
+        w00, w01, w10, w11 = self.weights
+        return (w00 * window[:, :-1, :-1] + w01 * window[:, :-1, 1:]
+                + w10 * window[:, 1:, :-1] + w11 * window[:, 1:, 1:])
+
+    def adjoint(self, values: torch.Tensor, canvas: torch.Tensor) -> None:
+        """Add the adjoint of :meth:`patches` applied to ``values`` (B, N, N, K) to ``canvas``.
+
+        ``canvas`` is real ``(H * W, K)``; ``values`` real with K channels (e.g. the real and
+        imaginary parts of a complex correction and an illumination).
+        """
+        w00, w01, w10, w11 = (w[..., None] for w in self.weights)
+        n1 = self.N + 1
+        window = values.new_zeros((self.batch, n1, n1, values.shape[-1]))
+        window[:, :-1, :-1] += w00 * values
+        window[:, :-1, 1:] += w01 * values
+        window[:, 1:, :-1] += w10 * values
+        window[:, 1:, 1:] += w11 * values
+        canvas.index_add_(0, self.index, window.reshape(-1, values.shape[-1]))
+
+
+def exit_wave_correction(spectrum: torch.Tensor, measured: torch.Tensor,
+                         valid: torch.Tensor | None, noise_model: str
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fourier-space correction ``chi_hat`` and the summed misfit of a minibatch.
+
+    Parameters
+    ----------
+    spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N`` (DC at [0, 0])
+    measured : Tensor, shape (B, N, N), real, measured amplitudes ``sqrt(counts)``, same layout
+    valid : Tensor, shape (N, N), bool, or None
+        Detector pixels that count; elsewhere the correction is 0 and the misfit ignores them.
+    noise_model : {'gaussian', 'poisson'}
+
+    Returns
+    -------
+    chi_hat : Tensor, shape (B, N, N), complex
+        Gaussian: ``Psi (a / |Psi| - 1)`` (so ``Psi + chi_hat`` has the measured modulus);
+        Poisson: ``Psi (y / I - 1) / 2`` (the Poisson gradient, which equals the Gaussian one
+        to first order near the solution).
+    misfit : Tensor, scalar
+        Gaussian: ``sum (|Psi| - a)**2``; Poisson: ``sum I - y log I`` (no log y!).
+    """
+    intensity = spectrum.real ** 2 + spectrum.imag ** 2
+    if noise_model == "gaussian":
+        modulus = torch.sqrt(intensity)
+        ratio = measured / torch.clamp(modulus, min=1e-12)
+        terms = (modulus - measured) ** 2
+        factor = ratio - 1
+    else:
+        counts = measured ** 2
+        predicted = intensity + POISSON_FLOOR_COUNTS
+        terms = predicted - counts * torch.log(predicted)
+        factor = 0.5 * (counts / predicted - 1)
+    if valid is not None:
+        factor = factor * valid
+        terms = terms * valid
+    return spectrum * factor, terms.sum()
+
+
+def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
+                         valid: torch.Tensor | None, probe: torch.Tensor, d_row: torch.Tensor,
+                         d_col: torch.Tensor) -> torch.Tensor:
+    """Gauss-Newton shift ``[d_row, d_col]`` (B, 2) of each patch for the amplitude misfit.
+
+    Linearising ``|Psi + dr F(P do/dr) + dc F(P do/dc)|`` about ``Psi`` gives the Jacobian
+    columns ``j = Re(conj(u) F(P do/dx))`` with ``u = Psi / |Psi|``; the step solves the 2 x 2
+    normal equations ``(J^T J) step = J^T (a - |Psi|)`` (zero where they are singular).
+
+    Parameters
+    ----------
+    spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N``
+    measured : Tensor, shape (B, N, N), real, measured amplitudes, same layout
+    valid : Tensor, shape (N, N), bool, or None
+    probe : Tensor, shape (N, N), complex
+    d_row, d_col : Tensor, shape (B, N, N), complex, derivatives of the patches along rows
+        and columns (pixels)
+    """
+    modulus = torch.abs(spectrum)
+    phase = spectrum / torch.clamp(modulus, min=1e-12)
+    residual = measured - modulus
+    columns = []
+    for derivative in (d_row, d_col):
+        column = (phase.conj() * torch.fft.fft2(probe * derivative, norm="ortho")).real
+        columns.append(column if valid is None else column * valid)
+    j_row, j_col = columns
+    if valid is not None:
+        residual = residual * valid
+
+    def inner(u, v):
+        return (u * v).sum(dim=(-2, -1))
+
+    aa, bb, ab = inner(j_row, j_row), inner(j_col, j_col), inner(j_row, j_col)
+    ra, rb = inner(j_row, residual), inner(j_col, residual)
+    det = aa * bb - ab * ab
+    safe = det > 1e-6 * (aa + bb) ** 2
+    det = torch.where(safe, det, torch.ones_like(det))
+    step_row = torch.where(safe, (bb * ra - ab * rb) / det, torch.zeros_like(det))
+    step_col = torch.where(safe, (aa * rb - ab * ra) / det, torch.zeros_like(det))
+    return torch.stack([step_row, step_col], dim=1)
+
+
+def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, *,
+               progress: Callable[[int, float], None] | None = None,
+               on_iteration: Callable[[int, SolverState], dict] | None = None,
+               ) -> tuple[SolverState, dict]:
+    """Run ``options.iterations`` passes of minibatch updates on ``state`` (in place).
+
+    Parameters
+    ----------
+    state : SolverState
+    measured : ndarray or LazyPatterns, shape (M, N, N), float32 amplitudes, DC at (N/2, N/2)
+        Read one minibatch at a time when it is not an in-memory ndarray.
+    valid : ndarray, shape (N, N), bool, or None, DC at (N/2, N/2)
+    options : ptycho.refine.RefineOptions
+    progress : callable(done_positions, misfit), optional
+        Called after every minibatch.
+    on_iteration : callable(iteration, state) -> dict, optional
+        Called after each iteration (untimed); its values join that iteration's history row.
+
+    Returns
+    -------
+    state, history
+        ``history`` maps ``iteration``, ``misfit`` (mean per valid pixel over the iteration,
+        before each minibatch's update), ``time_s`` (cumulative solver seconds) and the keys
+        ``on_iteration`` returned to lists.
+    """
+    device = state.obj.device
+    real_dtype = state.obj.real.dtype
+    n = state.probe.shape[-1]
+    n_positions = state.origin_rc.shape[0]
+    height, width = state.obj.shape
+    in_memory = isinstance(measured, np.ndarray)
+    if in_memory:
+        all_measured = torch.from_numpy(np.fft.ifftshift(np.asarray(measured, np.float32),
+                                                         axes=(-2, -1))).to(device, real_dtype)
+    valid_t = None
+    valid_count = n * n
+    if valid is not None:
+        valid_t = torch.from_numpy(np.fft.ifftshift(np.asarray(valid, bool))).to(device)
+        valid_count = int(valid_t.sum())
+    start_rc = state.origin_rc.clone()
+    limit = float(options.max_position_correction_px)
+    generator = torch.Generator().manual_seed(int(options.seed))
+    history: dict[str, list] = {"iteration": [], "misfit": [], "time_s": []}
+    elapsed = 0.0
+    velocity = None
+    for iteration in range(options.iterations):
+        started = time.perf_counter()
+        order = torch.randperm(n_positions, generator=generator)
+        update_probe = options.refine_probe and iteration >= options.probe_start_iteration
+        update_positions = options.refine_positions and \
+            iteration >= options.position_start_iteration
+        step_scale = step_schedule(iteration, options)
+        before = state.obj.clone() if options.momentum > 0 else None
+        misfit_sum = 0.0
+        for lo in range(0, n_positions, options.batch_size):
+            batch_cpu = order[lo:lo + options.batch_size]
+            batch = batch_cpu.to(device)
+            if in_memory:
+                amplitude = all_measured[batch]
+            else:
+                rows = np.sort(batch_cpu.numpy())
+                batch = torch.from_numpy(rows).to(device)
+                amplitude = torch.from_numpy(np.fft.ifftshift(
+                    np.asarray(measured[rows], np.float32), axes=(-2, -1))).to(device, real_dtype)
+            windows = PatchWindows(state.origin_rc[batch], (height, width), n, real_dtype)
+            window = windows.window(state.obj)
+            patches = windows.patches(window)
+            psi = state.probe * patches
+            spectrum = torch.fft.fft2(psi, norm="ortho")
+            chi_hat, misfit = exit_wave_correction(spectrum, amplitude, valid_t,
+                                                   options.noise_model)
+            misfit_sum += float(misfit)
+            chi = torch.fft.ifft2(chi_hat, norm="ortho")
+            if update_positions:
+                d_row, d_col = torch.gradient(patches, dim=(-2, -1))
+                steps = solve_position_steps(spectrum, amplitude, valid_t, state.probe, d_row,
+                                             d_col)
+                steps = torch.clamp(steps, -options.max_position_step_px,
+                                    options.max_position_step_px)
+            _update_object(state, windows, chi, options, step_scale)
+            if update_probe:
+                _update_probe(state, patches, chi, options, step_scale)
+            if update_positions:
+                moved = state.origin_rc[batch] + steps.to(state.origin_rc.dtype)
+                low = start_rc[batch] - limit
+                high = start_rc[batch] + limit
+                state.origin_rc[batch] = torch.minimum(torch.maximum(moved, low), high)
+            if progress is not None:
+                progress(min(lo + options.batch_size, n_positions), float(misfit))
+        if before is not None:
+            change = state.obj - before
+            velocity = change if velocity is None else options.momentum * velocity + change
+            state.obj += options.momentum * velocity
+        if update_positions:
+            # A common shift of all positions is a shift of the object: keep the scan's centre.
+            drift = (state.origin_rc - start_rc).mean(dim=0)
+            state.origin_rc -= drift
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed += time.perf_counter() - started
+        history["iteration"].append(iteration + 1)
+        history["misfit"].append(misfit_sum / (n_positions * valid_count))
+        history["time_s"].append(elapsed)
+        if on_iteration is not None:
+            for key, value in on_iteration(iteration + 1, state).items():
+                history.setdefault(key, []).append(value)
+    return state, history
+
+
+def step_schedule(iteration: int, options) -> float:
+    """Factor on the object and probe steps at ``iteration`` (0-based).
+
+    1 for the first iterations, then, over the last ``floor(decay_fraction * iterations)``, a
+    cosine that reaches ``final_step_fraction`` at the last iteration: late, small steps
+    average the noise of the minibatches instead of chasing it.
+    """
+    total = options.iterations
+    decay = int(options.decay_fraction * total)
+    start = total - decay
+    if decay == 0 or iteration < start:
+        return 1.0
+    progress = (iteration - start + 1) / decay
+    low = options.final_step_fraction
+    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _update_object(state: SolverState, windows: PatchWindows, chi: torch.Tensor,
+                   options, step_scale: float) -> None:
+    probe = state.probe
+    correction = probe.conj() * chi
+    illumination = (probe.real ** 2 + probe.imag ** 2).expand(chi.shape)
+    values = torch.stack([correction.real, correction.imag, illumination], dim=-1)
+    height, width = state.obj.shape
+    canvas = values.new_zeros((height * width, 3))
+    windows.adjoint(values, canvas)
+    numerator = torch.complex(canvas[:, 0], canvas[:, 1]).reshape(height, width)
+    denominator = canvas[:, 2].reshape(height, width)
+    denominator = denominator + options.illumination_floor * denominator.max()
+    state.obj += step_scale * options.object_step * numerator / torch.clamp(denominator, min=1e-30)
+
+
+def _update_probe(state: SolverState, patches: torch.Tensor, chi: torch.Tensor,
+                  options, step_scale: float) -> None:
+    numerator = (patches.conj() * chi).sum(dim=0)
+    denominator = (patches.real ** 2 + patches.imag ** 2).sum(dim=0)
+    denominator = denominator + options.illumination_floor * denominator.max()
+    state.probe += step_scale * options.probe_step * numerator / torch.clamp(denominator, min=1e-30)
+
+
+def _chunks(count: int, size: int = 256):
+    for lo in range(0, count, size):
+        yield slice(lo, min(lo + size, count))
+
+
+def mean_predicted_counts(state: SolverState, valid: np.ndarray | None) -> float:
+    """Mean over positions of ``sum |fft2(P o_m)/N|**2`` on the valid pixels (float)."""
+    n = state.probe.shape[-1]
+    height, width = state.obj.shape
+    mask = None
+    if valid is not None:
+        mask = torch.from_numpy(np.fft.ifftshift(np.asarray(valid, bool))).to(state.obj.device)
+    total = 0.0
+    with torch.no_grad():
+        for part in _chunks(state.origin_rc.shape[0]):
+            windows = PatchWindows(state.origin_rc[part], (height, width), n,
+                                   state.obj.real.dtype)
+            spectrum = torch.fft.fft2(state.probe * windows.patches(windows.window(state.obj)),
+                                      norm="ortho")
+            intensity = spectrum.real ** 2 + spectrum.imag ** 2
+            if mask is not None:
+                intensity = intensity * mask
+            total += float(intensity.sum())
+    return total / state.origin_rc.shape[0]
+
+
+def illumination(state: SolverState) -> torch.Tensor:
+    """Summed probe intensity ``sum_m A_m^T |P|**2`` on the canvas, shape (H, W), real."""
+    n = state.probe.shape[-1]
+    height, width = state.obj.shape
+    power = (state.probe.real ** 2 + state.probe.imag ** 2)[None, :, :, None]
+    canvas = state.obj.real.new_zeros((height * width, 1))
+    with torch.no_grad():
+        for part in _chunks(state.origin_rc.shape[0]):
+            windows = PatchWindows(state.origin_rc[part], (height, width), n,
+                                   state.obj.real.dtype)
+            windows.adjoint(power.expand(windows.batch, n, n, 1), canvas)
+    return canvas.reshape(height, width)
