@@ -142,6 +142,30 @@ def _duplicate(folder):
     return _train(folder, _npz(folder, xcoords=x, ycoords=y))
 
 
+def _refine(folder: Path, *extra: str, scan: Path | None = None) -> list[str]:
+    return ["refine", "--scan", str(scan or _npz(folder)), "--output_dir", str(folder / "out"),
+            "--iterations", "1", "--device", "cpu", "--quiet", *extra]
+
+
+def _refine_init(make):
+    """A ``refine --init`` case; ``make(folder)`` writes the reconstruction file to start from."""
+    return lambda folder: _refine(folder, "--init", str(make(folder)))
+
+
+def _init_file(name: str, **arrays):
+    def make(folder):
+        np.savez(folder / name, **arrays)
+        return folder / name
+    return make
+
+
+def _truncated_init(folder):
+    path = _init_file("init.npz", object=np.ones((64, 64), np.complex64), x0_px=0.0,
+                      y0_px=0.0)(folder)
+    path.write_bytes(path.read_bytes()[:200])
+    return path
+
+
 def _resume_nothing(folder):
     (folder / "previous").mkdir()
     return ["train", "--resume", str(folder / "previous"), "--quiet"]
@@ -231,6 +255,32 @@ CASES = {
     "infer: no model": (lambda f: _infer(str(f / "nowhere"), f), "model not found", "nowhere"),
     "infer: damaged archive": (_infer_bad_archive, "unreadable archive", "wts.h5.zip"),
     "resume: no checkpoint": (_resume_nothing, "no resumable checkpoint", "--resume"),
+    # --- iterative refinement (ptychopinn refine, infer --refine-iterations)
+    "refine: no scan": (lambda f: _refine(f, scan=f / "absent.npz"), "file not found",
+                        "absent.npz"),
+    "refine: 0 iterations": (lambda f: _refine(f, "--iterations", "0"), "invalid value",
+                             "--iterations"),
+    "refine: batch size 0": (lambda f: _refine(f, "--batch-size", "0"), "invalid value",
+                             "--batch-size"),
+    "refine: negative probe start": (lambda f: _refine(f, "--probe-start-iteration", "-1"),
+                                     "invalid value", "--probe-start-iteration"),
+    "refine: cuda without a GPU": (lambda f: _refine(f, "--device", "cuda"), "no GPU",
+                                   "--device"),
+    "refine: init not found": (_refine_init(lambda f: f / "absent_init.npz"), "file not found",
+                               "absent_init.npz"),
+    "refine: init truncated": (_refine_init(_truncated_init), "unreadable file", "init.npz"),
+    "refine: init without object": (_refine_init(_init_file("init.npz", x0_px=0.0, y0_px=0.0)),
+                                    "missing key", "init.npz:object"),
+    "refine: init of another scan": (
+        _refine_init(_init_file("init.npz", object=np.ones((40, 40), np.complex64),
+                                x0_px=5000.0, y0_px=0.0)), "no overlap", "--init init.npz"),
+    "refine: init covering nothing": (
+        _refine_init(_init_file("init.npz", object=np.ones((80, 80), np.complex64), x0_px=0.0,
+                                y0_px=0.0, weight=np.zeros((80, 80)))), "no overlap",
+        "--init init.npz"),
+    "infer: negative refine iterations": (
+        lambda f: _infer(str(f / "nowhere"), f, "--refine-iterations", "-1"), "invalid value",
+        "--refine-iterations"),
 }
 
 
@@ -245,6 +295,8 @@ def test_bad_input_exits_2_with_one_error_line(case, tmp_path, capsys, monkeypat
     build, what, where = CASES[case]
     if case == "unwritable output dir" and os.geteuid() == 0:
         pytest.skip("root ignores folder permissions ('output dir under a file' covers the check)")
+    if case == "refine: cuda without a GPU" and _cuda_available():
+        pytest.skip("a GPU is visible: --device cuda is valid here")
     monkeypatch.chdir(tmp_path)
     argv = build(tmp_path)
     before = files_in(tmp_path)
@@ -261,6 +313,12 @@ def test_bad_input_exits_2_with_one_error_line(case, tmp_path, capsys, monkeypat
     assert match["what"] in ((what,) if isinstance(what, str) else what), errors[0]
     assert where in match["where"], errors[0]
     assert files_in(tmp_path) == before  # nothing half-written (or written at all)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _error_kinds() -> dict[str, set[str]]:

@@ -37,6 +37,15 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="expected backend of the archive (default: the archive's own)")
     add_option(parser, "n_groups", "--n_images", "--n-images", type=int,
                help="ignored: inference always covers every scan position")
+    refinement = parser.add_argument_group(
+        "iterative refinement", "polish the network reconstruction with the iterative solver "
+        "(as ptychopinn refine --init) and write the result into OUTPUT_DIR/refined/")
+    add_option(refinement, "refine-iterations", type=int, default=0, metavar="K",
+               help="solver iterations after the network (default: 0, no refinement)")
+    add_option(refinement, "refine-probe", type=bool,
+               help="also refine the probe")
+    add_option(refinement, "refine-positions", type=bool,
+               help="also refine the scan positions (sub-pixel)")
     product = parser.add_argument_group("ptychodus product output")
     add_option(product, "product_out", type=str, metavar="FILE",
                help="also write the reconstruction as a ptychodus product (.h5, .hdf5 or .npz)")
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_dir(output_dir, "--output_dir")
     if args.batch_size < 1:
         raise InputError("invalid value", "--batch_size", "an integer >= 1", str(args.batch_size))
+    refine_options = _refine_options(args)
     reference = None
     if args.product_out:
         from ptycho.data.products import read_product
@@ -95,8 +105,54 @@ def run(args: argparse.Namespace) -> int:
         print(f"ptychodus product written to {args.product_out}")
     print(f"reconstructed {scan.n_positions} positions with the {archive.manifest['backend']} model "
           f"from {archive.source}; outputs in {output_dir}")
+    if refine_options is None:
+        if metrics:
+            from ptycho.evaluation import format_metrics
+
+            print(format_metrics(metrics))
+        return 0
+    refined_metrics = _refine(result, scan, model.probe, refine_options, output_dir / "refined",
+                              log)
     if metrics:
         from ptycho.evaluation import format_metrics
 
+        print("network:")
         print(format_metrics(metrics))
+        print("refined:")
+        print(format_metrics(refined_metrics))
     return 0
+
+
+def _refine_options(args: argparse.Namespace):
+    """The RefineOptions of --refine-iterations (None when 0), validated before any work."""
+    from ptycho.cli.refine_cmd import options_from_args
+    from ptycho.errors import InputError
+
+    if args.refine_iterations == 0:
+        return None
+    if args.refine_iterations < 0:
+        raise InputError("invalid value", "--refine-iterations", "an integer >= 0 (0: no "
+                         "refinement)", str(args.refine_iterations))
+    return options_from_args(args, {"iterations": "--refine-iterations",
+                                    "refine_probe": "--refine-probe",
+                                    "refine_positions": "--refine-positions"})
+
+
+def _refine(result, scan, probe, options, output_dir, log) -> dict:
+    """Refine the network result from the model's probe, write ``output_dir`` (``refine``'s
+    files); return the metrics."""
+    import time
+
+    from ptycho.cli.refine_cmd import solve
+    from ptycho.workflows.inference import refine_reconstruction
+    from ptycho.workflows.refinement import write_refine_outputs
+
+    started = time.perf_counter()
+    refined = solve(scan, options, lambda **callbacks: refine_reconstruction(
+        result, scan, options, probe=probe, **callbacks), log)
+    seconds = time.perf_counter() - started
+    metrics = write_refine_outputs(refined, output_dir, scan)
+    print(f"refined the network reconstruction: {options.iterations} iterations in "
+          f"{seconds:.1f} s (misfit {refined.history['misfit'][-1]:.6g}); outputs in "
+          f"{output_dir}")
+    return metrics

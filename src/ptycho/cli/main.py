@@ -16,7 +16,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-COMMANDS = ("simulate", "inspect", "evaluate", "train", "infer", "convert", "parity")
+COMMANDS = ("simulate", "inspect", "evaluate", "train", "infer", "refine", "convert", "parity")
 
 
 class _Parser(argparse.ArgumentParser):

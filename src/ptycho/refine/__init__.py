@@ -33,7 +33,7 @@ from ptycho.refine.canvas import CanvasGeometry, canvas_for_positions, resample_
 from ptycho.refine.options import NOISE_MODELS, RefineOptions
 
 __all__ = ["NOISE_MODELS", "CanvasGeometry", "InitialObject", "RefineOptions", "RefineResult",
-           "refine"]
+           "refine", "resolve_device"]
 
 #: Pixels lit by less than this fraction of the largest summed illumination are reported with
 #: weight 0 (not reconstructed): the probe's faint outer rings carry almost no information.
@@ -116,9 +116,10 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
     probe : ndarray, shape (N, N), complex, optional
         Starting probe instead of ``scan.probe``.
     on_iteration : callable(iteration, snapshot) -> dict, optional
-        Called after every iteration with a :class:`RefineResult` snapshot (its ``history`` is
-        empty); the returned numbers are added to that iteration's history row (e.g. metrics
-        against a ground truth). Its time is not counted in ``time_s``.
+        Called after every iteration with a :class:`RefineResult` snapshot whose ``history``
+        holds the rows so far (the current one with ``iteration``, ``misfit`` and ``time_s``);
+        the returned numbers are added to that row (e.g. metrics against a ground truth). Its
+        time is not counted in ``time_s``.
     progress : callable(done_positions, minibatch_misfit), optional
         Called after every minibatch.
     dtype : {'float32', 'float64'}
@@ -150,7 +151,7 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
         raise InputError("no valid pixels", f"{scan.source}:bad_pixels",
                          "at least one detector pixel that is not masked")
 
-    device = _device(options.device, torch)
+    device = resolve_device(options.device)
     complex_dtype = torch.complex128 if dtype == "float64" else torch.complex64
     origin = geometry.window_origin_px(positions, n)
     state = solver.SolverState(
@@ -161,17 +162,26 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
         scan.diffraction, valid)
     state.probe *= float(np.sqrt(mean_counts / solver.mean_predicted_counts(state, valid)))
 
-    def snapshot(current) -> RefineResult:
-        return _result(current, geometry, options, {}, solver)
+    def callback(iteration: int, current, history: dict) -> dict:
+        snapshot = _result(current, geometry, options, {k: list(v) for k, v in history.items()},
+                           solver)
+        return on_iteration(iteration, snapshot)
 
-    callback = None if on_iteration is None else (lambda k, current: on_iteration(k, snapshot(current)))
     with torch.no_grad():
         state, history = solver.run_solver(state, scan.diffraction, valid, options,
-                                           progress=progress, on_iteration=callback)
+                                           progress=progress,
+                                           on_iteration=callback if on_iteration else None)
     return _result(state, geometry, options, history, solver)
 
 
-def _device(name: str, torch):
+def resolve_device(name: str):
+    """The torch device of ``RefineOptions.device`` ('auto': CUDA when torch sees a GPU).
+
+    Raises :class:`ptycho.errors.InputError` for 'cuda' without a GPU (the CLI checks this
+    before it reads or writes anything).
+    """
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -117,3 +117,36 @@ def write_outputs(result: InferenceResult, output_dir: Path, scan: Scan | None =
     from ptycho.evaluation import evaluate_and_report
 
     return evaluate_and_report(result.stitched, scan, output_dir)
+
+
+def refine_reconstruction(result: InferenceResult, scan: Scan, options=None, *, probe=None,
+                          on_iteration=None, progress=None):
+    """Polish a network reconstruction with the iterative solver (:func:`ptycho.refine.refine`).
+
+    The solver starts from the stitched object (its covered pixels, ``weight > 0``; elsewhere
+    a flat continuation) on the scan's grid.
+
+    Parameters
+    ----------
+    result : InferenceResult
+        From :func:`reconstruct` on ``scan``.
+    scan : Scan
+        The scan that was reconstructed (patterns, positions and probe).
+    options : ptycho.refine.RefineOptions, optional
+    probe : ndarray, shape (N, N), complex, optional
+        Starting probe instead of ``scan.probe``, e.g. the model's trained probe
+        (``model.probe``), which ``ptychopinn infer --refine-iterations`` uses.
+    on_iteration, progress : callable, optional
+        Passed to :func:`ptycho.refine.refine`.
+
+    Returns
+    -------
+    ptycho.refine.RefineResult
+    """
+    from ptycho.refine import InitialObject, refine
+
+    stitched = result.stitched
+    initial = InitialObject(object=stitched.object, x0_px=float(stitched.x0_px),
+                            y0_px=float(stitched.y0_px), valid=np.asarray(stitched.weight) > 0)
+    return refine(scan, initial, options, probe=probe, on_iteration=on_iteration,
+                  progress=progress)

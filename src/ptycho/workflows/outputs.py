@@ -54,15 +54,25 @@ def plot_loss_curve(history: dict, path: Path) -> Path:
     return save_png(fig, path)
 
 
-def save_reconstruction_npz(stitched: StitchedObject, positions_xy: np.ndarray, path: Path) -> Path:
+def save_reconstruction_npz(stitched: StitchedObject, positions_xy: np.ndarray, path: Path,
+                            extra: dict | None = None) -> Path:
     """``reconstruction.npz``: ``object`` complex64 (H, W); ``x0_px``/``y0_px`` the scan-coordinate
     column/row of ``object[0, 0]``; ``weight`` overlap count (H, W); ``xcoords``/``ycoords`` the
-    positions at which patches were placed (object pixels)."""
+    positions at which patches were placed (object pixels).
+
+    ``extra`` maps further key names to arrays stored alongside (e.g. ``probe`` and the starting
+    positions of ``ptychopinn refine``); it may not replace one of the keys above.
+    """
+    arrays = {"object": stitched.object, "x0_px": np.float64(stitched.x0_px),
+              "y0_px": np.float64(stitched.y0_px), "weight": stitched.weight,
+              "xcoords": positions_xy[:, 0], "ycoords": positions_xy[:, 1]}
+    clash = sorted(set(extra or {}) & set(arrays))
+    if clash:
+        raise ValueError(f"extra arrays may not replace the standard keys {clash}")
+    arrays.update({key: np.asarray(value) for key, value in (extra or {}).items()})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, object=stitched.object, x0_px=np.float64(stitched.x0_px),
-                     y0_px=np.float64(stitched.y0_px), weight=stitched.weight,
-                     xcoords=positions_xy[:, 0], ycoords=positions_xy[:, 1])
+            np.savez(handle, **arrays)
     return path
 
 

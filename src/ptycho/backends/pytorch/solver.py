@@ -200,7 +200,7 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
 
 def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, *,
                progress: Callable[[int, float], None] | None = None,
-               on_iteration: Callable[[int, SolverState], dict] | None = None,
+               on_iteration: Callable[[int, SolverState, dict], dict] | None = None,
                ) -> tuple[SolverState, dict]:
     """Run ``options.iterations`` passes of minibatch updates on ``state`` (in place).
 
@@ -213,8 +213,9 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
     options : ptycho.refine.RefineOptions
     progress : callable(done_positions, misfit), optional
         Called after every minibatch.
-    on_iteration : callable(iteration, state) -> dict, optional
-        Called after each iteration (untimed); its values join that iteration's history row.
+    on_iteration : callable(iteration, state, history) -> dict, optional
+        Called after each iteration with the history so far (that iteration's row has
+        ``iteration``, ``misfit`` and ``time_s``); untimed. Its values join the row.
 
     Returns
     -------
@@ -302,7 +303,7 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
         history["misfit"].append(misfit_sum / (n_positions * valid_count))
         history["time_s"].append(elapsed)
         if on_iteration is not None:
-            for key, value in on_iteration(iteration + 1, state).items():
+            for key, value in on_iteration(iteration + 1, state, history).items():
                 history.setdefault(key, []).append(value)
     return state, history
 
