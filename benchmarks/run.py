@@ -148,12 +148,11 @@ def bench_backend(backend: str, N: int, gridsize: int, args) -> dict:
     """Training and inference throughput of one backend/configuration (run in a subprocess).
 
     Training: :func:`train_rate` (batch 16). Predict: whole patches, the model's full FLOPs.
-    Predict + stitch: the inference pipeline (``workflows.inference.reconstruct``, which asks
-    only for the stitched centre).
+    Predict + stitch: the inference pipeline (``workflows.inference.reconstruct`` with its
+    default probe weighting, which asks only for the stitched centre, N/2 pixels).
     """
     from ptycho.config.config import DEFAULT_PREDICT_BATCH, ExecutionConfig
     from ptycho.data.grouping import GroupedData
-    from ptycho.stitching import DEFAULT_CROP_PX
     from ptycho.workflows.inference import reconstruct
 
     gemm_before = gemm_flops(args.repeats)["peak_gflops"]
@@ -165,8 +164,9 @@ def bench_backend(backend: str, N: int, gridsize: int, args) -> dict:
     infer_grouped = GroupedData.from_scan(infer_scan, gridsize)
     predict_s = predict_seconds(model, infer_grouped, DEFAULT_PREDICT_BATCH, args.repeats)
     head = slice(0, DEFAULT_PREDICT_BATCH)  # warm-up of reconstruct's central-only predict
+    # (the default probe weighting stitches the central N/2 box)
     model.predict([infer_grouped.X(head) * np.float32(model.intensity_scale),
-                   infer_grouped.coords(head)["relative"]], central_px=DEFAULT_CROP_PX)
+                   infer_grouped.coords(head)["relative"]], central_px=N // 2)
     stitch_s = median_time(lambda: reconstruct(model, infer_scan), args.repeats)
     flops = model_flops_per_pattern(N, gridsize)
     n = len(infer_grouped)
@@ -270,12 +270,12 @@ def bench_quality(args) -> dict:
             result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
                                     train_scan=scan, write_outputs=False)
         train_s = time.perf_counter() - started
-        for weighting in ("crop", "probe"):
+        for weighting in ("crop", "probe"):  # the flat object: scored on the last one's pixels
             stitched = inference.reconstruct(result.model, scan, stitch_weight=weighting).stitched
             where = comparison_region(stitched, scan)
             metrics = evaluate_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
                                               scan.object_guess, **where)
-            label = backend if weighting == "crop" else f"{backend}, --stitch-weight probe"
+            label = f"{backend}, --stitch-weight {weighting}"
             out[label] = {"epochs": len(result.history["epoch"]),
                           "positions": scan.n_positions, "train_s": train_s, **metrics}
         if "flat object" not in out:  # the same pixels for every backend: score it once

@@ -148,8 +148,13 @@ def test_reconstruct_with_probe_weighting(rng):
     model.probe = np.exp(-((np.arange(n) - n / 2) ** 2)[:, None] / 200
                          - ((np.arange(n) - n / 2) ** 2)[None, :] / 200).astype(np.complex64)
     weighted = reconstruct(model, scan, stitch_weight="probe")
-    uniform = reconstruct(model, scan, crop_px=32)
+    uniform = reconstruct(model, scan, stitch_weight="crop", crop_px=32)
     assert weighted.stitched.object.shape == uniform.stitched.object.shape
+    default = reconstruct(model, scan)  # the default: probe weighting of the central N/2 box
+    assert np.array_equal(default.stitched.object, weighted.stitched.object)
+    assert np.array_equal(default.stitched.weight, weighted.stitched.weight)
+    assert (reconstruct(model, scan, stitch_weight="crop").stitched.object.shape
+            != uniform.stitched.object.shape)  # 'crop' alone stitches 20 px, not N/2
     assert not np.allclose(weighted.stitched.object, uniform.stitched.object)
     with pytest.raises(InputError, match="stitch_weight"):
         reconstruct(model, scan, stitch_weight="gaussian")

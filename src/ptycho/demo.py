@@ -3,7 +3,7 @@
 Both scans use the defocused (complex, ringed) probe and different random 'grf:8' objects
 (Gaussian random fields, 8 px correlation length): the model is trained on the first and then
 reconstructs the second, which it has never seen. Patches are stitched with probe weighting
-(``--stitch-weight probe``). Twelve epochs on the CPU give a recognisable but soft
+(the default, ``--stitch-weight probe``). Twelve epochs on the CPU give a recognisable but soft
 reconstruction; quality keeps improving with more epochs (``--nepochs``). Each metrics table
 ends with the score of a flat object, the floor a reconstruction must beat.
 
@@ -62,7 +62,7 @@ def run_demo(out: Path, *, nepochs: int, backend: str, seed: int = 7) -> dict:
     metrics = {}
     for name, scan in scans.items():
         started = time.perf_counter()
-        recon = inference.reconstruct(result.model, scan, stitch_weight="probe")
+        recon = inference.reconstruct(result.model, scan)
         elapsed = time.perf_counter() - started
         folder = out / f"{name}_reconstruction"
         metrics[name] = inference.write_outputs(recon, folder, scan)

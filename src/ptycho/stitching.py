@@ -12,7 +12,10 @@ divided by the (bilinear) overlap count plus 1e-9, so uncovered pixels are 0.
 With ``pixel_weight`` (M, M) each crop pixel contributes with that weight, numerator and
 denominator alike: a weighted average. :func:`probe_weight` gives the illumination weight
 ``|P|**2`` (pixels the probe barely lit count little), which removes most of the scan-step
-texture that a uniform crop leaves after a short training.
+texture that a uniform crop leaves after a short training. ``ptychopinn infer`` and
+:func:`ptycho.workflows.inference.reconstruct` stitch that way by default (M = N/2); the
+functions here default to the uniform crop, which the ptychodus path
+(:func:`reassemble_position`, M=20) keeps.
 """
 
 from __future__ import annotations

@@ -41,6 +41,20 @@ def test_bool_flags_parse_their_value(text, expected):
     assert config.intensity_scale_trainable is expected
 
 
+def test_training_recipe_flags():
+    config, _ = _configs(["--lr_schedule", "cosine", "--lr-warmup-epochs", "0.5",
+                          "--lr_min", "1e-5", "--grad-clip-norm", "2"])
+    assert (config.lr_schedule, config.lr_warmup_epochs, config.lr_min,
+            config.grad_clip_norm) == ("cosine", 0.5, 1e-5, 2.0)
+    config, _ = _configs([])
+    assert config.lr_schedule == "plateau" and config.grad_clip_norm is None  # unchanged default
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        _configs(["--lr_schedule", "onecycle"])
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for flag in ("--lr_schedule", "--lr_warmup_epochs", "--lr_min", "--grad_clip_norm"):
+        assert flag in help_text
+
+
 def test_n_images_is_a_deprecated_alias_of_n_groups():
     with pytest.warns(DeprecationWarning):
         config, _ = _configs(["--n_images", "30"])
@@ -51,6 +65,9 @@ def test_n_images_is_a_deprecated_alias_of_n_groups():
     (["train", "--train_data_file", "missing.npz"], "missing.npz"),
     (["train", "--train_data_file", "x.npz", "--gridsize", "0"], "gridsize"),
     (["train", "--train_data_file", "x.npz", "--N", "100"], "N"),
+    (["train", "--train_data_file", "x.npz", "--grad_clip_norm", "-1"], "--grad_clip_norm"),
+    (["train", "--train_data_file", "x.npz", "--lr_min", "0.5"], "--lr_min"),
+    (["train", "--train_data_file", "x.npz", "--lr_warmup_epochs", "-1"], "--lr_warmup_epochs"),
     (["infer", "--model_path", "nowhere", "--test_data", "missing.npz"], "missing.npz"),
 ])
 def test_bad_input_gives_exit_2_and_one_line(argv, where, capsys, tmp_path, monkeypatch):

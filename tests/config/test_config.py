@@ -175,6 +175,14 @@ def test_validate_model_config_rejects(changes, field, value, allowed):
     ({"measurement": "counts"}, "TrainingConfig.measurement", "'counts'", "auto, amplitude"),
     ({"backend": "jax"}, "TrainingConfig.backend", "'jax'", "pytorch, tensorflow"),
     ({"seed": -1}, "TrainingConfig.seed", "-1", ">= 0"),
+    ({"lr_schedule": "onecycle"}, "TrainingConfig.lr_schedule", "'onecycle'", "plateau, cosine"),
+    ({"lr_warmup_epochs": -1.0}, "TrainingConfig.lr_warmup_epochs", "-1.0", ">= 0"),
+    ({"lr_warmup_epochs": float("inf")}, "TrainingConfig.lr_warmup_epochs", "inf", ">= 0"),
+    ({"lr_min": -1e-5}, "TrainingConfig.lr_min", "-1e-05", "[0, learning_rate = 0.001]"),
+    ({"lr_min": 0.01}, "TrainingConfig.lr_min", "0.01", "[0, learning_rate = 0.001]"),
+    ({"grad_clip_norm": -1.0}, "TrainingConfig.grad_clip_norm", "-1.0", "> 0, or 0 or unset"),
+    ({"grad_clip_norm": float("nan")}, "TrainingConfig.grad_clip_norm", "nan", "> 0"),
+    ({"grad_clip_norm": "1"}, "TrainingConfig.grad_clip_norm", "'1'", "> 0"),
 ])
 def test_validate_training_config_rejects(changes, field, value, allowed):
     config = dataclasses.replace(TrainingConfig(), **changes)
@@ -201,6 +209,17 @@ def test_validate_inference_and_execution_reject():
     _assert_invalid(info.value, "ExecutionConfig.devices", "0", "'auto'")
 
 
+def test_training_recipe_defaults_and_accepted_values():
+    """The default stays today's recipe: plateau schedule, no clipping."""
+    config = TrainingConfig()
+    assert config.lr_schedule == "plateau" and config.grad_clip_norm is None
+    assert config.lr_warmup_epochs == 1.0 and config.lr_min == 0.0
+    for changes in ({"lr_schedule": "cosine"}, {"lr_schedule": "cosine", "lr_warmup_epochs": 0},
+                    {"lr_warmup_epochs": 0.5, "lr_min": 1e-3}, {"grad_clip_norm": 0.0},
+                    {"grad_clip_norm": 1}, {"grad_clip_norm": 1e3}):
+        validate_training_config(dataclasses.replace(TrainingConfig(), **changes))
+
+
 def test_defaults_validate():
     validate_model_config(ModelConfig())
     validate_training_config(TrainingConfig())
@@ -225,6 +244,15 @@ def test_legacy_dict_uses_key_mappings():
     assert flat["train_data_file_path"] == "." and flat["test_data_file_path"] is None
     assert flat["N"] == 64 and flat["gridsize"] == 2 and flat["nphotons"] == 1e9
     assert "model" not in flat
+
+
+def test_training_recipe_reaches_the_legacy_dict_under_its_own_names():
+    config = TrainingConfig(lr_schedule="cosine", lr_warmup_epochs=0.5, lr_min=1e-5,
+                            grad_clip_norm=2.0)
+    flat = dataclass_to_legacy_dict(config)
+    assert (flat["lr_schedule"], flat["lr_warmup_epochs"], flat["lr_min"],
+            flat["grad_clip_norm"]) == ("cosine", 0.5, 1e-5, 2.0)
+    assert "grad_clip_norm" not in update_legacy_dict({}, TrainingConfig())  # None: not written
 
 
 def test_update_legacy_dict_skips_none():

@@ -291,6 +291,34 @@ def test_values_are_validated_at_build_time(tmp_path):
         build_training_config({}, {"gridsize": 0})  # a plain dict: no file name to point at
 
 
+def test_training_recipe_from_file_and_flags(tmp_path):
+    values = load_config_file(_write(tmp_path, "lr_schedule: cosine\nlr_warmup_epochs: 2\n"
+                                               "lr_min: 1e-5\ngrad_clip_norm: 1\n"))
+    config = build_training_config(_training_flags(), values)
+    assert (config.lr_schedule, config.lr_warmup_epochs, config.lr_min,
+            config.grad_clip_norm) == ("cosine", 2.0, 1e-5, 1.0)
+    assert isinstance(config.lr_warmup_epochs, float) and isinstance(config.grad_clip_norm, float)
+    config = build_training_config(_training_flags(lr_schedule="plateau", grad_clip_norm="0.5"),
+                                   values)
+    assert config.lr_schedule == "plateau" and config.grad_clip_norm == 0.5  # flags win
+    assert build_training_config(_training_flags(), load_config_file(
+        _write(tmp_path, "grad_clip_norm: null\n"))).grad_clip_norm is None
+
+
+@pytest.mark.parametrize("text, where, what", [
+    ("lr_schedule: onecycle\n", "run.yaml:lr_schedule", "invalid value"),
+    ("lr_warmup_epochs: -1\n", "run.yaml:lr_warmup_epochs", "invalid value"),
+    ("lr_min: 0.5\n", "run.yaml:lr_min", "invalid value"),
+    ("grad_clip_norm: -2\n", "run.yaml:grad_clip_norm", "invalid value"),
+    ("grad_clip_norm: big\n", "run.yaml:grad_clip_norm", "wrong type"),
+    ("lr_schedule: 1\n", "run.yaml:lr_schedule", "wrong type"),
+])
+def test_training_recipe_errors_name_the_file_key(tmp_path, text, where, what):
+    with pytest.raises(InputError) as info:
+        build_training_config(_training_flags(), load_config_file(_write(tmp_path, text)))
+    assert info.value.what == what and info.value.where == where
+
+
 def test_wrong_type_from_flags():
     with pytest.raises(InputError) as info:
         build_training_config(_training_flags(nepochs="many"))

@@ -13,6 +13,7 @@ pytest.importorskip("ptycho.backends.tensorflow")
 
 from ptycho import physics
 from ptycho.archive import load_trained_model, read_archive, write_archive
+from ptycho.backends import weight_transfer
 from ptycho.cli.main import main
 from ptycho.config.config import ModelConfig, TrainingConfig
 from ptycho.errors import ArchiveError, InputError
@@ -130,7 +131,7 @@ def test_initial_weights_replace_only_the_generator(tmp_path, source):
     keras.utils.set_random_seed(11)
     for backend in ("pytorch", "tensorflow"):
         fresh = weights.build_model(backend, CFG, other_probe, 2.0)
-        weights.load_initial_weights(fresh.module, folder)
+        weight_transfer.load_initial_weights(fresh.module, folder)
         state = weights.model_state(fresh)
         for key, value in expected.items():
             if key.startswith("generator."):
@@ -144,7 +145,7 @@ def test_initial_weights_of_another_configuration_are_refused(tmp_path):
     fresh = weights.build_model("tensorflow", ModelConfig(N=64, gridsize=1, n_filters_scale=1),
                                 _probe(), 2.0)
     with pytest.raises(InputError, match="weights do not fit the model"):
-        weights.load_initial_weights(fresh.module, folder)
+        weight_transfer.load_initial_weights(fresh.module, folder)
 
 
 def test_train_init_weights_flag_starts_from_the_archive(tmp_path, small_scan):

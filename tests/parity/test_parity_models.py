@@ -68,3 +68,51 @@ def test_loss_curves_with_the_keras_adam_the_backend_trains_with():
     still stays within 1e-3 over 20 steps (measured 3.3e-4 at gs=2, 8.4e-4 at gs=1)."""
     rows = checks.check_loss_curves(checks.ModelCase(gridsize=2), 20, "keras_adam")
     assert rows[0].passed, rows[0]
+
+
+def test_cosine_schedule_gives_the_same_rate_at_every_step_in_both_backends():
+    """torch LambdaLR stepped after each update and Keras WarmupCosine of `iterations`, for a
+    fractional warm-up and past the end of the schedule."""
+    import tensorflow as tf
+    import torch
+
+    from ptycho.backends.pytorch.lightning_module import adam, cosine_scheduler
+    from ptycho.backends.schedule import CosineSchedule
+    from ptycho.backends.tensorflow.training import make_optimizer
+    from ptycho.config.config import TrainingConfig
+
+    config = TrainingConfig(lr_schedule="cosine", learning_rate=2e-3, lr_min=5e-5, nepochs=3,
+                            lr_warmup_epochs=1.5)
+    weight = torch.nn.Parameter(torch.zeros(1))
+    torch_opt = adam([weight], config.learning_rate)
+    scheduler = cosine_scheduler(torch_opt, config, 7)
+    keras_opt = make_optimizer(config, 7)
+    variable = tf.Variable([0.0])
+    keras_opt.build([variable])
+    torch_rates, keras_rates = [], []
+    for _ in range(25):   # W = round(1.5 * 7) = 10 warm-up steps, T = 21
+        torch_rates.append(torch_opt.param_groups[0]["lr"])
+        keras_rates.append(float(keras_opt.learning_rate))
+        weight.grad = torch.ones(1)
+        torch_opt.step()
+        scheduler.step()
+        keras_opt.apply_gradients([(tf.constant([1.0]), variable)])
+    assert keras_rates == pytest.approx(torch_rates, rel=1e-6)   # float32 in Keras
+    assert torch_rates == pytest.approx(
+        CosineSchedule(10, 21, 5e-5 / 2e-3).learning_rates(2e-3, 25), rel=1e-12)
+    assert max(torch_rates) == pytest.approx(2e-3) and torch_rates[-1] == pytest.approx(5e-5)
+
+
+def test_loss_curves_agree_with_cosine_schedule_and_gradient_clipping():
+    """The 20-step loss curve with the recipe 'cosine+clip' (one warm-up epoch of 5 steps,
+    cosine decay, clip norm 20): each backend's own scheduler and clipping."""
+    curves = checks.loss_curves(checks.ModelCase(gridsize=2), steps=20, recipe="cosine+clip")
+    torch_curve, keras_curve = np.array(curves.torch), np.array(curves.tensorflow)
+    assert len(torch_curve) == 20 and np.isfinite(torch_curve).all()
+    assert curves.tensorflow_lr == pytest.approx(curves.torch_lr, rel=1e-6)
+    assert curves.torch_lr[0] == pytest.approx(2e-4) and max(curves.torch_lr) == pytest.approx(1e-3)
+    clip = checks.RECIPES["cosine+clip"]["grad_clip_norm"]
+    clipped = sum(norm > clip for norm in curves.grad_norms)
+    assert 0 < clipped < 20, curves.grad_norms   # both branches of min(1, clip / norm)
+    relative = np.abs(torch_curve - keras_curve) / np.abs(keras_curve)
+    assert relative.max() <= checks.TOL_CURVE, relative

@@ -17,15 +17,11 @@ import numpy as np
 import pytest
 from reliability_helpers import files_in, tiny_train_args, write_tiny_scan
 
+from ptycho import runcontrol
 from ptycho.archive import load_trained_model, read_archive
 from ptycho.cli.main import main
-from ptycho.workflows import interrupt
-from ptycho.workflows.resume import (
-    RESUME_NAME,
-    Checkpoint,
-    read_checkpoint,
-    write_checkpoint,
-)
+from ptycho.runcontrol import Checkpoint
+from ptycho.workflows.resume import RESUME_NAME, read_checkpoint, write_checkpoint
 
 STEPS_PER_EPOCH = 5  # 25 positions, 20 for training, batch 4
 SIGNAL_AT_STEP = STEPS_PER_EPOCH + 2  # during epoch 1, after its second step
@@ -76,7 +72,7 @@ def test_interrupt_then_resume(tmp_path, capsys, monkeypatch, backend, signum):
     scan = write_tiny_scan(tmp_path / "scan.npz")
     out = tmp_path / "out"
     _signal_at(monkeypatch, backend, signum, SIGNAL_AT_STEP)
-    previous_handlers = {s: signal.getsignal(s) for s in interrupt.SIGNALS}
+    previous_handlers = {s: signal.getsignal(s) for s in runcontrol.SIGNALS}
 
     code = main(tiny_train_args(scan, out, backend, 2))
 
@@ -84,8 +80,8 @@ def test_interrupt_then_resume(tmp_path, capsys, monkeypatch, backend, signum):
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("interrupted: ")]
     assert len(lines) == 1 and f"--resume {out}" in lines[0]
-    assert interrupt.signal_name(signum) in lines[0] and "Traceback" not in err
-    assert {s: signal.getsignal(s) for s in interrupt.SIGNALS} == previous_handlers
+    assert runcontrol.signal_name(signum) in lines[0] and "Traceback" not in err
+    assert {s: signal.getsignal(s) for s in runcontrol.SIGNALS} == previous_handlers
     # best weights so far: a valid archive of epoch 0
     model, archive = load_trained_model(out)
     assert archive.manifest["history"]["epoch"] == [0]
@@ -107,6 +103,46 @@ def test_interrupt_then_resume(tmp_path, capsys, monkeypatch, backend, signum):
     assert RESUME_NAME not in files_in(out) and not any(n.startswith("resume.")
                                                         for n in files_in(out))
     assert not any(name.endswith(".tmp") for name in files_in(out))
+
+
+@pytest.mark.parametrize("backend, signum", [("pytorch", signal.SIGTERM),
+                                             ("tensorflow", signal.SIGINT)])
+def test_resume_continues_the_cosine_schedule(tmp_path, capsys, monkeypatch, backend, signum):
+    """--lr_schedule cosine: the resumed run goes on from the saved update count (7, during
+    epoch 1) instead of restarting the warm-up, in both backends the same; a larger --nepochs
+    stretches the decay over the new total."""
+    from ptycho.backends.schedule import CosineSchedule
+    from ptycho.config.config import TrainingConfig
+
+    scan = write_tiny_scan(tmp_path / "scan.npz")
+    out = tmp_path / "out"
+    recipe = ["--lr_schedule", "cosine", "--lr_min", "1e-4", "--grad_clip_norm", "1"]
+    _signal_at(monkeypatch, backend, signum, SIGNAL_AT_STEP)
+    assert main(tiny_train_args(scan, out, backend, 3, *recipe)) == 128 + signum
+    checkpoint = read_checkpoint(out)
+    assert checkpoint.epochs_completed == 1 and _optimizer_steps(checkpoint) == SIGNAL_AT_STEP
+    if backend == "pytorch":
+        import torch
+
+        state = torch.load(io.BytesIO(checkpoint.state), weights_only=True)
+        assert state["scheduler"]["last_epoch"] == SIGNAL_AT_STEP
+
+    monkeypatch.undo()
+    capsys.readouterr()
+    code = main(["train", "--resume", str(out), "--nepochs", "4", "--logger", "none", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    manifest = read_archive(out).manifest
+    first, longer = (CosineSchedule.from_config(
+        TrainingConfig(lr_schedule="cosine", lr_min=1e-4, nepochs=n), STEPS_PER_EPOCH)
+        for n in (3, 4))
+    # epoch 0 ended after 5 updates; the resumed run repeats epoch 1 from 7 updates on
+    expected = [1e-3 * first.factor(STEPS_PER_EPOCH)] + [
+        1e-3 * longer.factor(SIGNAL_AT_STEP + k * STEPS_PER_EPOCH) for k in (1, 2, 3)]
+    assert manifest["history"]["learning_rate"] == pytest.approx(expected, rel=1e-6)
+    assert manifest["history"]["learning_rate"][-1] == pytest.approx(1e-4)
+    training = manifest["training_config"]  # the recipe is recorded in the archive
+    assert (training["lr_schedule"], training["lr_min"], training["grad_clip_norm"],
+            training["lr_warmup_epochs"]) == ("cosine", 1e-4, 1.0, 1.0)
 
 
 def _fake_checkpoint(out: Path, scan: Path, **config_changes) -> None:

@@ -198,3 +198,77 @@ def test_batch_loss_and_gradients_equal_torch(small_scan, model_kw, train_kw, at
         if layout == "conv_kernel":
             actual = np.transpose(actual, (3, 2, 0, 1))
         assert np.abs(actual - expected).max() <= 1e-3 * np.abs(expected).max(), key
+
+
+# ---------------------------------------------------------------------------------------------
+# Training recipe: cosine schedule and gradient-norm clipping (Keras side)
+# ---------------------------------------------------------------------------------------------
+
+def test_keras_cosine_schedule_rates_per_step():
+    """The same rates as the torch backend's test (tests/torch/test_torch_training.py)."""
+    from ptycho.backends.tensorflow.training import WarmupCosine, make_optimizer
+
+    config = TrainingConfig(lr_schedule="cosine", learning_rate=1e-3, lr_min=1e-4, nepochs=3,
+                            lr_warmup_epochs=1)
+    optimizer = make_optimizer(config, 4)
+    assert isinstance(optimizer.learning_rate, tf.Tensor)
+    schedule = optimizer._learning_rate
+    assert isinstance(schedule, WarmupCosine)
+    rates = [float(schedule(tf.constant(step, tf.int64))) for step in range(15)]
+    expected = [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-4 + 9e-4 * (1 + np.cos(np.pi / 8)) / 2,
+                1e-4 + 9e-4 * (1 + np.cos(np.pi / 4)) / 2]
+    assert rates[:7] == pytest.approx(expected, rel=1e-6)
+    assert rates[8] == pytest.approx(5.5e-4, rel=1e-6)
+    assert rates[12:] == pytest.approx([1e-4] * 3, rel=1e-6)
+    plateau = make_optimizer(TrainingConfig(), 4)
+    assert float(plateau.learning_rate) == pytest.approx(1e-3) and plateau.global_clipnorm is None
+
+
+@pytest.mark.parametrize("clip, expected", [(5.0, ([3.0, 0.0], [4.0])),
+                                            (None, ([30.0, 0.0], [40.0])),
+                                            (100.0, ([30.0, 0.0], [40.0]))])
+def test_keras_global_clipnorm_clips_the_global_norm(clip, expected):
+    """Gradients of global norm 50 over two variables: the first Adam moment is 0.1 x the
+    gradient after clipping."""
+    from ptycho.backends.tensorflow.training import make_optimizer
+
+    optimizer = make_optimizer(TrainingConfig(grad_clip_norm=clip), 1)
+    a, b = tf.Variable([0.0, 0.0]), tf.Variable([0.0])
+    optimizer.build([a, b])
+    optimizer.apply_gradients([(tf.constant([30.0, 0.0]), a), (tf.constant([40.0]), b)])
+    moments = [optimizer._momentums[optimizer._get_variable_index(v)].numpy() / 0.1
+               for v in (a, b)]
+    for moment, want in zip(moments, expected):
+        assert moment.tolist() == pytest.approx(want, rel=1e-5)
+
+
+def test_training_with_cosine_schedule_and_gradient_clipping(small_scan, tmp_path, monkeypatch):
+    from ptycho.backends.schedule import CosineSchedule
+    from ptycho.backends.tensorflow import training as tf_training
+
+    clip = 1e-3
+    optimizers = []
+    original = tf_training.make_optimizer
+
+    def make_optimizer(*args, **kwargs):
+        optimizers.append(original(*args, **kwargs))
+        return optimizers[-1]
+
+    monkeypatch.setattr(tf_training, "make_optimizer", make_optimizer)
+    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=2, batch_size=16,
+                            n_groups=32, validation_fraction=0.25, lr_schedule="cosine",
+                            lr_min=1e-4, grad_clip_norm=clip, output_dir=tmp_path,
+                            backend="tensorflow")
+    grouped = GroupedData.from_scan(small_scan, 1, n_groups=32)
+    model = train_model(grouped, None, physics.normalize_probe(small_scan.probe),
+                        physics.intensity_scale(small_scan.mean_photons_per_pattern(), 64),
+                        config, QUIET, tmp_path)
+    optimizer = optimizers[0]
+    assert int(optimizer.iterations) == 4 and optimizer.global_clipnorm == clip
+    schedule = CosineSchedule.from_config(config, 2)
+    assert model.history["learning_rate"] == pytest.approx(
+        [1e-3 * schedule.factor(2), 1e-3 * schedule.factor(4)], rel=1e-6)
+    # every update was clipped to norm `clip`, so the first moment (an average of them) is too;
+    # unclipped, the gradient norms on this data are > 100 x clip (see the torch test)
+    moments = [m.numpy() for m in optimizer._momentums]
+    assert np.sqrt(sum(float(np.sum(m.astype(np.float64) ** 2)) for m in moments)) <= clip * 1.001

@@ -55,7 +55,7 @@ def test_upstream_spellings_work(simulated_scan_file, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "deprecated" in result.stderr
     result = subprocess.run([infer, "--model_path", str(model_dir), "--test_data", str(scan_file),
-                             "--output_dir", str(tmp_path / "o"), "--stitch-weight", "probe"],
+                             "--output_dir", str(tmp_path / "o"), "--stitch-weight", "crop"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o" / "reconstruction.npz").is_file()

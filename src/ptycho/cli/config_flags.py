@@ -24,6 +24,9 @@ HELP = {
     "probe_scale": "probe normalisation divisor",
     "gaussian_smoothing_sigma": "smoothing of the illuminated field in pixels (0: off)",
     "train_data_file": "training scan (.npz or .h5)",
+    "targets": "refine or refine:K: reconstruct the training scan with K iterations of the "
+               "iterative solver and also train against it, with weight --realspace_mae_weight "
+               "(1.0 when 0)",
     "test_data_file": "scan to reconstruct after training (.npz or .h5)",
     "batch_size": "samples per optimiser step",
     "nepochs": "maximum number of epochs",
@@ -33,7 +36,16 @@ HELP = {
     "neighbor_count": "K: group members are drawn from each anchor's K nearest neighbours",
     "probe_trainable": "refine the probe during training",
     "intensity_scale_trainable": "refine the intensity scale during training",
-    "learning_rate": "Adam learning rate",
+    "learning_rate": "Adam learning rate (the peak rate with --lr_schedule cosine)",
+    "plateau_factor": "plateau schedule: multiply the learning rate by this on a plateau",
+    "plateau_patience": "plateau schedule: epochs without improvement before reducing",
+    "plateau_min_lr": "plateau schedule: lowest learning rate",
+    "lr_schedule": "plateau (reduce on a plateau of the monitored loss) or cosine (per step: "
+                   "linear warm-up, then cosine decay to --lr_min at the last epoch)",
+    "lr_warmup_epochs": "cosine schedule: epochs of linear warm-up (fractional allowed; 0: none)",
+    "lr_min": "cosine schedule: final learning rate",
+    "grad_clip_norm": "clip the global L2 norm of all gradients to this before each step "
+                      "(0 or unset: off)",
     "validation_fraction": "fraction of groups held out for validation",
     "early_stop_patience": "epochs without improvement before stopping",
     "seed": "random seed (grouping, split, initialisation)",

@@ -25,12 +25,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_option(parser, "neighbor_count", type=int, default=4,
                help="K for grouping when gridsize > 1 (default: 4)")
     add_option(parser, "crop_px", type=int,
-               help="central crop M of each patch used for stitching (default: 20 with "
-                    "--stitch-weight crop, N/2 with probe)")
-    add_option(parser, "stitch_weight", type=str, default="crop", choices=["crop", "probe"],
-               help="crop: average the crops uniformly; probe: weight each crop pixel by the "
-                    "probe intensity |P|^2 (less scan-step texture after short trainings) "
-                    "(default: crop)")
+               help="central crop M of each patch used for stitching (default: N/2 with "
+                    "--stitch-weight probe, 20 with crop)")
+    add_option(parser, "stitch_weight", type=str, default="probe", choices=["probe", "crop"],
+               help="probe: weight each crop pixel by the probe intensity |P|^2 (less "
+                    "scan-step texture after short trainings); crop: average the crops "
+                    "uniformly, as the ptychodus path does (default: probe)")
     add_option(parser, "measurement", type=str, default="auto",
                choices=["auto", "amplitude", "intensity"], help="what diff3d holds (default: auto)")
     add_option(parser, "backend", type=str, choices=["pytorch", "tensorflow"],

@@ -25,6 +25,7 @@ ARCHITECTURES = ("cnn",)
 MODEL_TYPES = ("pinn", "supervised")
 BACKENDS = ("pytorch", "tensorflow")
 MEASUREMENTS = ("auto", "amplitude", "intensity")
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 def _apply_n_images_alias(config) -> None:
@@ -93,6 +94,27 @@ class TrainingConfig:
     position. ``n_images`` is a deprecated alias of ``n_groups``. ``init_weights`` names a
     model archive (either backend, same network configuration) whose generator weights
     replace the random initialisation (``ptychopinn parity`` starts both backends from it).
+
+    ``targets='refine'`` or ``'refine:K'`` first reconstructs the training scan with the
+    iterative solver (:mod:`ptycho.refine`, K iterations; default its own) and trains against
+    those patches with weight ``realspace_mae_weight`` (amplitude and phase MAE, 1.0 when left
+    at 0) beside the physics loss; the solver's time counts in the training time.
+
+    Learning-rate schedule and clipping (the same in both backends, see
+    :mod:`ptycho.backends.schedule`):
+
+    - ``lr_schedule='plateau'`` (default): Adam at ``learning_rate``, multiplied by
+      ``plateau_factor`` after more than ``plateau_patience`` epochs without improvement of the
+      monitored loss, down to ``plateau_min_lr`` (a learning rate).
+    - ``lr_schedule='cosine'``: per optimiser step, a linear warm-up over ``lr_warmup_epochs``
+      epochs (a number >= 0, may be fractional; 0: none) from ``learning_rate / W`` (W warm-up
+      steps) to ``learning_rate``, then a half cosine down to ``lr_min`` (a learning rate,
+      0 <= lr_min <= learning_rate) at the end of ``nepochs`` epochs. ``lr_warmup_epochs`` and
+      ``lr_min`` apply to this schedule only; resumed runs continue it at the step they
+      stopped (a larger ``--nepochs`` on resume stretches the decay over the new total).
+    - ``grad_clip_norm``: before each optimiser step, scale all gradients by
+      ``min(1, grad_clip_norm / ||g||)`` with ``||g||`` the global L2 norm over every trainable
+      parameter (``None`` or 0: off).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -104,6 +126,7 @@ class TrainingConfig:
     nll_weight: float = 1.0
     realspace_mae_weight: float = 0.0
     realspace_weight: float = 0.0
+    targets: str | None = None
     nphotons: float | None = None
     n_groups: int | None = None
     n_images: int | None = None
@@ -122,6 +145,10 @@ class TrainingConfig:
     plateau_factor: float = 0.5
     plateau_patience: int = 2
     plateau_min_lr: float = 1e-4
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
+    lr_warmup_epochs: float = 1.0
+    lr_min: float = 0.0
+    grad_clip_norm: float | None = None
     seed: int = 42
     measurement: str = "auto"
     output_dir: Path = Path("training_outputs")
@@ -257,6 +284,21 @@ def _validate_sampling(owner: str, config: Any) -> None:
         raise _invalid(owner, "backend", config.backend, f"one of {', '.join(BACKENDS)}")
 
 
+def parse_targets(targets: str | None, owner: str = "TrainingConfig") -> int | None:
+    """Solver iterations of ``targets`` (``'refine'`` or ``'refine:K'``); None when unset.
+
+    ``'refine'`` takes the solver's default number of iterations (returned as 0).
+    """
+    if targets in (None, "", "none"):
+        return None
+    name, _, count = str(targets).partition(":")
+    if name == "refine" and not count:
+        return 0
+    if name == "refine" and count.isdigit() and int(count) >= 1:
+        return int(count)
+    raise _invalid(owner, "targets", targets, "refine or refine:K with K >= 1 solver iterations")
+
+
 def validate_training_config(config: TrainingConfig, *, require_n: bool = True) -> None:
     """Validate a :class:`TrainingConfig` (and its model); raise ``InputError`` on the first bad field."""
     validate_model_config(config.model, require_n=require_n)
@@ -271,6 +313,7 @@ def validate_training_config(config: TrainingConfig, *, require_n: bool = True) 
             raise _invalid(owner, name, value, "a number >= 0")
     if config.model.model_type == "pinn" and config.nll_weight == 0 and config.mae_weight == 0:
         raise _invalid(owner, "nll_weight", config.nll_weight, "> 0 (or mae_weight > 0) for a PINN")
+    parse_targets(config.targets, owner)
     if config.nphotons is not None and (not _is_number(config.nphotons) or config.nphotons <= 0):
         raise _invalid(owner, "nphotons", config.nphotons, "a number > 0 or unset (measured)")
     if not _is_number(config.learning_rate) or config.learning_rate <= 0:
@@ -285,6 +328,17 @@ def validate_training_config(config: TrainingConfig, *, require_n: bool = True) 
         raise _invalid(owner, "plateau_factor", config.plateau_factor, "a number in (0, 1)")
     if not _is_number(config.plateau_min_lr) or config.plateau_min_lr < 0:
         raise _invalid(owner, "plateau_min_lr", config.plateau_min_lr, "a number >= 0")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise _invalid(owner, "lr_schedule", config.lr_schedule, f"one of {', '.join(LR_SCHEDULES)}")
+    if not _is_number(config.lr_warmup_epochs) or config.lr_warmup_epochs < 0:
+        raise _invalid(owner, "lr_warmup_epochs", config.lr_warmup_epochs, "a number >= 0 (epochs)")
+    if not _is_number(config.lr_min) or not 0 <= config.lr_min <= config.learning_rate:
+        raise _invalid(owner, "lr_min", config.lr_min,
+                       f"a number in [0, learning_rate = {config.learning_rate:g}]")
+    if config.grad_clip_norm is not None and (not _is_number(config.grad_clip_norm)
+                                              or config.grad_clip_norm < 0):
+        raise _invalid(owner, "grad_clip_norm", config.grad_clip_norm,
+                       "a number > 0, or 0 or unset (no clipping)")
     if not _is_int(config.seed) or config.seed < 0:
         raise _invalid(owner, "seed", config.seed, "an integer >= 0")
     _validate_sampling(owner, config)

@@ -6,9 +6,10 @@ Modules (none imports PyTorch or TensorFlow at import time):
     Component, model and loss-curve checks returning rows of a parity table
     (:func:`~ptycho.parity.checks.run_checks`); ``tests/parity/`` asserts on the same rows.
 ``weights``
-    Weight transfer between the torch and Keras models (both directions),
-    :func:`~ptycho.parity.weights.convert_archive` (``ptychopinn convert``) and
-    :func:`~ptycho.parity.weights.load_initial_weights` (``train --init_weights``).
+    Whole-model conversion between the backends and
+    :func:`~ptycho.parity.weights.convert_archive` (``ptychopinn convert``), on the weight
+    transfer of :mod:`ptycho.backends.weight_transfer` (both directions; also
+    ``train --init_weights``).
 ``optim``
     A Keras Adam with torch's update rule (used by the loss-curve check).
 ``harness`` / ``report``

@@ -14,7 +14,7 @@ component
     float64. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
 model
     A torch ``PtychoPINN`` with its random initial weights copied into the Keras model
-    (:mod:`ptycho.parity.weights`), both fed the same simulated batch: generator patches,
+    (:mod:`ptycho.backends.weight_transfer`), both fed the same simulated batch: generator patches,
     member patches, the patch on the group mean, predicted amplitudes, the training loss and
     ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
     torch -> Keras -> torch (exact).
@@ -22,7 +22,8 @@ training
     From the same initial weights, ``steps`` Adam steps on the same batches in both backends
     (torch: ``PINNLightning._loss`` + ``torch.optim.Adam``; Keras:
     ``PINNTrainer.compute_batch_loss`` + ``keras.optimizers.Adam`` with torch's epsilon);
-    the loss curves agree to 1e-3 (relative).
+    the loss curves agree to 1e-3 (relative). Also with the warm-up + cosine schedule and
+    gradient-norm clipping of each backend (recipe ``'cosine+clip'``).
 
 Relative error is ``max|a - b| / max|b|`` with ``b`` the reference (NumPy float64 physics, or
 the TensorFlow result when the two backends are compared directly).
@@ -540,7 +541,7 @@ def _torch_pair(case: ModelCase, batch: SyntheticBatch, seed: int, train_config=
     load_backend(TF)
     from ptycho.backends.tensorflow.model import PtychoPINN as KerasPINN
     from ptycho.backends.tensorflow.training import PINNTrainer
-    from ptycho.parity.weights import load_state_into_keras, state_from_torch
+    from ptycho.backends.weight_transfer import load_state_into_keras, state_from_torch
 
     cfg = case.model_config()
     train_config = train_config or TrainingConfig(model=cfg)
@@ -573,7 +574,11 @@ def _check_model(case: ModelCase, seed: int, batch_size: int) -> list[CheckResul
 
     from ptycho.backends.pytorch.trained_model import TorchTrainedModel
     from ptycho.backends.tensorflow.training import TFTrainedModel
-    from ptycho.parity.weights import load_state_into_torch, state_from_keras, state_from_torch
+    from ptycho.backends.weight_transfer import (
+        load_state_into_torch,
+        state_from_keras,
+        state_from_torch,
+    )
 
     batch = synthetic_batches(case.N, case.gridsize, batch_size, seed=seed)[0]
     module, lit, pinn, trainer = _torch_pair(case, batch, seed)
@@ -635,14 +640,30 @@ class LossCurves:
     torch: list[float] = field(default_factory=list)
     tensorflow: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    #: learning rate of each update in each backend
+    torch_lr: list[float] = field(default_factory=list)
+    tensorflow_lr: list[float] = field(default_factory=list)
+    #: torch's global gradient L2 norm before clipping (with ``grad_clip_norm``)
+    grad_norms: list[float] = field(default_factory=list)
 
 
 KERAS_OPTIMIZERS = ("torch_adam", "keras_adam")
 
+#: TrainingConfig settings of each training recipe the loss curves are compared with.
+#: 'cosine+clip': ``steps / n_batches`` epochs of ``n_batches`` updates, one warm-up epoch,
+#: cosine decay to lr/10, clip norm 20: over the 20 parity steps the gradient norm is 30-95 in
+#: the first 10 updates (clipped) and 4-18 later (not clipped), so both branches of
+#: ``min(1, c / ||g||)`` run. Clipping in torch only moves the curves apart by 1.1e-2.
+RECIPES = {
+    "adam": {},
+    "cosine+clip": {"lr_schedule": "cosine", "lr_warmup_epochs": 1.0, "lr_min": 1e-4,
+                    "grad_clip_norm": 20.0},
+}
+
 
 def loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20, batch_size: int = 4,
-                n_batches: int = 5, seed: int = 0, keras_optimizer: str = "torch_adam"
-                ) -> LossCurves:
+                n_batches: int = 5, seed: int = 0, keras_optimizer: str = "torch_adam",
+                recipe: str = "adam") -> LossCurves:
     """Loss of each of ``steps`` Adam steps in both backends from the same initial weights.
 
     torch: ``PINNLightning._loss`` + the optimiser of ``configure_optimizers`` (``adam``);
@@ -652,35 +673,42 @@ def loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20, batch_
     The batches cycle through ``n_batches`` simulated batches; the learning rate is
     ``TrainingConfig.learning_rate``. Loss ``k`` is evaluated with the weights after ``k``
     updates. torch runs on one thread (:func:`deterministic_torch`).
+
+    ``recipe`` (a key of :data:`RECIPES`) adds the schedule and clipping of the training
+    backends, each from its own code: torch ``cosine_scheduler`` stepped after every update and
+    ``clip_gradients`` (Lightning's ``clip_grad_norm_``) before it; Keras the optimiser of
+    ``make_optimizer`` (``WarmupCosine``, ``global_clipnorm``), with ``n_batches`` updates
+    per epoch.
     """
     if keras_optimizer not in KERAS_OPTIMIZERS:
         raise ValueError(f"keras_optimizer must be one of {KERAS_OPTIMIZERS}")
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {', '.join(RECIPES)}")
     with deterministic_torch():
-        return _loss_curves(case, steps, batch_size, n_batches, seed, keras_optimizer)
+        return _loss_curves(case, steps, batch_size, n_batches, seed, keras_optimizer, recipe)
 
 
 def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, seed: int,
-                 keras_optimizer: str) -> LossCurves:
-    import keras
+                 keras_optimizer: str, recipe: str) -> LossCurves:
     import tensorflow as tf
 
-    from ptycho.backends.pytorch.lightning_module import adam
-    from ptycho.backends.tensorflow.training import ADAM_EPSILON
+    from ptycho.backends.pytorch.lightning_module import adam, clip_gradients, cosine_scheduler
+    from ptycho.backends.tensorflow.training import make_optimizer
     from ptycho.config.config import TrainingConfig
     from ptycho.parity.optim import torch_adam
 
     start = time.perf_counter()
     batches = synthetic_batches(case.N, case.gridsize, batch_size, n_batches, seed=seed)
-    train_config = TrainingConfig(model=case.model_config())
+    train_config = TrainingConfig(model=case.model_config(),
+                                  nepochs=max(1, math.ceil(steps / n_batches)), **RECIPES[recipe])
     module, lit, pinn, trainer = _torch_pair(case, batches[0], seed, train_config)
     params = [p for p in module.parameters() if p.requires_grad]
     torch_opt = adam(params, train_config.learning_rate)
+    scheduler = (cosine_scheduler(torch_opt, train_config, n_batches)
+                 if train_config.lr_schedule == "cosine" else None)
     variables = pinn.trainable_variables
-    if keras_optimizer == "torch_adam":
-        keras_opt = torch_adam(train_config.learning_rate, epsilon=1e-8)
-    else:
-        keras_opt = keras.optimizers.Adam(learning_rate=train_config.learning_rate,
-                                          epsilon=ADAM_EPSILON)
+    keras_opt = make_optimizer(train_config, n_batches,
+                               adam=torch_adam if keras_optimizer == "torch_adam" else None)
     keras_opt.build(variables)
 
     @tf.function(reduce_retracing=True)
@@ -694,10 +722,17 @@ def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, s
     curves = LossCurves()
     for step in range(steps):
         batch = batches[step % len(batches)]
+        curves.torch_lr.append(float(torch_opt.param_groups[0]["lr"]))
+        curves.tensorflow_lr.append(float(keras_opt.learning_rate))
         torch_opt.zero_grad()
         loss = lit._loss(_torch_batch(batch))
         loss.backward()
+        norm = clip_gradients(params, train_config.grad_clip_norm)
+        if norm is not None:
+            curves.grad_norms.append(float(norm))
         torch_opt.step()
+        if scheduler is not None:
+            scheduler.step()
         curves.torch.append(float(loss.detach()))
         curves.tensorflow.append(float(keras_step(tf.constant(batch.x),
                                                   tf.constant(batch.offsets))))
@@ -706,12 +741,15 @@ def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, s
 
 
 def check_loss_curves(case: ModelCase = ModelCase(gridsize=2), steps: int = 20,
-                      keras_optimizer: str = "torch_adam") -> list[CheckResult]:
+                      keras_optimizer: str = "torch_adam", recipe: str = "adam"
+                      ) -> list[CheckResult]:
     """One row: the largest per-step relative difference of the two loss curves."""
-    curves = loss_curves(case, steps, keras_optimizer=keras_optimizer)
+    curves = loss_curves(case, steps, keras_optimizer=keras_optimizer, recipe=recipe)
     optimiser = ("Keras torch-rule Adam" if keras_optimizer == "torch_adam"
                  else "Keras Adam as trained (eps outside bias correction)")
     label = f"{case.label()}, {steps} Adam steps, {optimiser}"
+    if recipe != "adam":
+        label += f", {recipe} ({', '.join(f'{k}={v}' for k, v in RECIPES[recipe].items())})"
     torch_curve, keras_curve = np.asarray(curves.torch), np.asarray(curves.tensorflow)
     relative = np.abs(torch_curve - keras_curve) / np.abs(keras_curve)
     return [CheckResult("training", "loss curve (per step)", f"{TORCH} vs {TF}", "float32",
@@ -755,21 +793,24 @@ def available_backends() -> tuple[list[str], dict[str, str]]:
 LEVELS = ("full", "standard", "quick")
 
 
-def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int], ...]]:
-    """``(model cases, ((keras optimizer, steps), ...))`` run at ``level``.
+def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str], ...]]:
+    """``(model cases, ((keras optimizer, steps, recipe), ...))`` run at ``level``.
 
     full
-        All 16 model cases; 20-step loss curves with the torch-rule and the trained Keras Adam.
+        All 16 model cases; 20-step loss curves with the torch-rule and the trained Keras Adam,
+        and the torch-rule curve with the cosine schedule and gradient clipping.
     standard
-        The 8 N=64 cases and N=128 gs=2 object_big probe_big; the 20-step torch-rule curve.
+        The 8 N=64 cases and N=128 gs=2 object_big probe_big; the 20-step torch-rule curves
+        with constant rate and with cosine schedule + clipping.
     quick
         N=64 gs=2 object_big probe_big only; no loss curve.
     """
     if level == "full":
-        return MODEL_CASES, (("torch_adam", 20), ("keras_adam", 20))
+        return MODEL_CASES, (("torch_adam", 20, "adam"), ("keras_adam", 20, "adam"),
+                             ("torch_adam", 20, "cosine+clip"))
     if level == "standard":
         return (tuple(c for c in MODEL_CASES if c.N == 64) + (ModelCase(128, 2, True, True),),
-                (("torch_adam", 20),))
+                (("torch_adam", 20, "adam"), ("torch_adam", 20, "cosine+clip")))
     if level == "quick":
         return (ModelCase(64, 2, True, True),), ()
     raise ValueError(f"level must be one of {', '.join(LEVELS)} (got {level!r})")
@@ -807,7 +848,8 @@ def _run_checks(cases, curves, usable: list[str], errors: dict[str, str]) -> lis
         return rows
     for case in cases:
         rows += _guarded("model", case.label(), check_model, case)
-    for optimizer, steps in curves:
-        rows += _guarded("training", f"loss curve ({optimizer})", check_loss_curves,
-                         ModelCase(gridsize=2), steps, optimizer)
+    for optimizer, steps, recipe in curves:
+        name = optimizer if recipe == "adam" else f"{optimizer}, {recipe}"
+        rows += _guarded("training", f"loss curve ({name})", check_loss_curves,
+                         ModelCase(gridsize=2), steps, optimizer, recipe)
     return rows

@@ -16,9 +16,14 @@ curves by up to ~8e-4 (relative); with :class:`TorchAdam` they agree to ~1e-4 (s
 from __future__ import annotations
 
 
-def torch_adam(learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
-               epsilon: float = 1e-8):
-    """A Keras optimizer that performs exactly ``torch.optim.Adam``'s update."""
+def torch_adam(learning_rate=1e-3, beta_1: float = 0.9, beta_2: float = 0.999,
+               epsilon: float = 1e-8, **kwargs):
+    """A Keras optimizer that performs exactly ``torch.optim.Adam``'s update.
+
+    ``learning_rate`` may be a Keras ``LearningRateSchedule``; ``kwargs`` go to the Keras
+    optimizer (e.g. ``global_clipnorm``), so it can stand in for ``keras.optimizers.Adam`` in
+    ``ptycho.backends.tensorflow.training.make_optimizer``.
+    """
     import keras
     from keras import ops
 
@@ -40,4 +45,5 @@ def torch_adam(learning_rate: float = 1e-3, beta_1: float = 0.9, beta_2: float =
             denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(bc2)), self.epsilon)
             self.assign_sub(variable, ops.divide(ops.multiply(m, lr / bc1), denominator))
 
-    return TorchAdam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+    return TorchAdam(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
+                     **kwargs)

@@ -73,7 +73,9 @@ def run_cdi_example(train_data, test_data, config: TrainingConfig, flip_x: bool 
     flip_x, flip_y, transpose : bool
         Orientation of the returned amplitude/phase images (transpose first, then flips).
     M : int
-        Central crop of each patch used for stitching.
+        Central crop of each patch used for stitching, averaged uniformly (``stitch_weight=
+        'crop'``, as ptychodus expects; the CLI and ``inference.reconstruct`` default to
+        probe weighting instead).
     do_stitching : bool
         Reconstruct ``test_data`` (when given).
     execution : ExecutionConfig, optional
@@ -108,7 +110,8 @@ def run_cdi_example(train_data, test_data, config: TrainingConfig, flip_x: bool 
 
     test_scan = _as_scan(test_data, config.measurement, "test_data")
     recon = inference.reconstruct(model, test_scan, batch_size=execution.inference_batch_size,
-                                  neighbor_count=config.neighbor_count, crop_px=M)
+                                  neighbor_count=config.neighbor_count, crop_px=M,
+                                  stitch_weight="crop")
     results.update(stitched=recon.stitched, positions_xy=recon.positions_xy, reconstruction=recon)
     obj = recon.stitched.object
     if transpose:

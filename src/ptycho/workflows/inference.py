@@ -18,6 +18,9 @@ from ptycho.workflows.outputs import save_object_images, save_reconstruction_npz
 log = logging.getLogger(__name__)
 
 STITCH_WEIGHTS = ("crop", "probe")
+DEFAULT_STITCH_WEIGHT = "probe"
+"""Stitching of the CLI and this API; the ptychodus path (``ptycho.workflows.components``,
+``ptycho.tf_helper``) keeps the uniform crop of M=20 that ptychodus passes."""
 DEFAULT_CHUNK_GROUPS = 4096
 """Groups predicted and stitched per step (bounds memory on large scans)."""
 
@@ -37,7 +40,8 @@ class InferenceResult:
 def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, neighbor_count: int = 4,
                 crop_px: int | None = None, seed: int = 0,
                 chunk_groups: int = DEFAULT_CHUNK_GROUPS,
-                keep_patches: bool = False, stitch_weight: str = "crop") -> InferenceResult:
+                keep_patches: bool = False,
+                stitch_weight: str = DEFAULT_STITCH_WEIGHT) -> InferenceResult:
     """Group every scan position, predict object patches and stitch them, chunk by chunk.
 
     Patterns are read, predicted and stitched ``chunk_groups`` groups at a time, so memory
@@ -52,14 +56,15 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
     batch_size : int
         Samples per ``model.predict`` batch.
     crop_px : int, optional
-        Side M of the central crop of each patch that is stitched (default: 20 for 'crop',
-        N/2 for 'probe').
-    stitch_weight : {'crop', 'probe'}
-        'crop' averages the crops uniformly (the reference behaviour, ``ptycho.stitching``);
-        'probe' weights every crop pixel by the model's probe intensity ``|P|**2``
-        (:func:`ptycho.stitching.probe_weight`), which suppresses the scan-step texture of
-        poorly lit pixels (measured: amplitude SSIM 0.27 -> 0.47 after a 10-epoch training,
-        see ``tests/torch/test_quality_torch.py``).
+        Side M of the central crop of each patch that is stitched (default: N/2 for 'probe',
+        20 for 'crop').
+    stitch_weight : {'probe', 'crop'}
+        'probe' (the default) weights every crop pixel by the model's probe intensity
+        ``|P|**2`` (:func:`ptycho.stitching.probe_weight`), which suppresses the scan-step
+        texture of poorly lit pixels (measured: amplitude SSIM 0.27 -> 0.46 after a 10-epoch
+        training, see ``tests/torch/test_quality_torch.py``); 'crop' averages the crops
+        uniformly (the reference behaviour of ``ptycho.stitching``, which the ptychodus path
+        keeps with M=20).
     chunk_groups : int
         Groups per predict-and-stitch step (rounded up to a multiple of ``batch_size``).
     keep_patches : bool

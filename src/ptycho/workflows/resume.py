@@ -1,7 +1,9 @@
 """Resumable training checkpoints: ``<output_dir>/resume.json`` plus a backend state file.
 
-Written by the training workflow when training is interrupted (:mod:`.interrupt`), read by
-``ptychopinn train --resume OUTPUT_DIR``, removed when the resumed run completes.
+Written by the training workflow when training is interrupted (:mod:`ptycho.runcontrol`, which
+also defines the in-memory :class:`~ptycho.runcontrol.Checkpoint` the backends produce and
+consume), read by ``ptychopinn train --resume OUTPUT_DIR``, removed when the resumed run
+completes.
 
 ``resume.json``  format version, backend, the run's full TrainingConfig (``train_data_file``
                  made absolute), a fingerprint of the training data, the progress (epochs
@@ -26,44 +28,18 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ptycho.errors import InputError
 from ptycho.fileio import write_bytes_atomic, write_text_atomic
+from ptycho.runcontrol import STATE_NAMES, Checkpoint
 
 RESUME_NAME = "resume.json"
 FORMAT_VERSION = 1
-STATE_NAMES = {"pytorch": "resume.pt", "tensorflow": "resume.npz"}
 MAX_STATE_BYTES = 8 * 1024 ** 3
 # Options that may change when resuming (everything else must match the interrupted run).
 RESUMABLE_CHANGES = ("nepochs", "test_data_file", "output_dir", "n_images")
-
-
-@dataclass
-class Checkpoint:
-    """The resumable state of an interrupted run.
-
-    ``state`` holds the backend's serialised state (bytes of ``state_name``); ``progress`` is
-    JSON-safe with at least ``epochs_completed`` (int) and ``history`` (per-epoch lists).
-    ``config`` and ``data`` are filled in when read from disk.
-    """
-
-    backend: str
-    state: bytes
-    progress: dict
-    config: dict = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    source: str = ""
-
-    @property
-    def state_name(self) -> str:
-        return STATE_NAMES[self.backend]
-
-    @property
-    def epochs_completed(self) -> int:
-        return int(self.progress.get("epochs_completed", 0))
 
 
 def _sha256(data: bytes) -> str:

@@ -7,12 +7,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptycho import physics
+from ptycho import physics, runcontrol
 from ptycho.archive import write_archive
 from ptycho.backends import load_backend
 from ptycho.config.config import (
     ExecutionConfig,
     TrainingConfig,
+    parse_targets,
     validate_execution_config,
     validate_training_config,
 )
@@ -20,7 +21,6 @@ from ptycho.data.grouping import GroupedData
 from ptycho.data.io import read_scan
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError, TrainingDiverged, TrainingInterrupted
-from ptycho.workflows import interrupt
 from ptycho.workflows import resume as _resume
 from ptycho.workflows.outputs import plot_loss_curve, save_history_csv
 
@@ -82,7 +82,7 @@ def _write_training_files(output_dir: Path, model, config: TrainingConfig,
     return archive_path
 
 
-def _stopped(stop: interrupt.StopTraining, config: TrainingConfig, output_dir: Path,
+def _stopped(stop: runcontrol.StopTraining, config: TrainingConfig, output_dir: Path,
              nphotons: float, fingerprint: dict, write_outputs: bool) -> Exception:
     """Save what an early stop left (best weights, resumable state); the error to raise."""
     archive = None
@@ -99,7 +99,7 @@ def _stopped(stop: interrupt.StopTraining, config: TrainingConfig, output_dir: P
                         f"`ptychopinn train --resume {output_dir}` (add --nepochs N to change "
                         f"the target of {config.nepochs} epochs)")
         error = TrainingInterrupted(message)
-        error.exit_code = interrupt.exit_code(stop.signum or interrupt.signal.SIGINT)
+        error.exit_code = runcontrol.exit_code(stop.signum or runcontrol.signal.SIGINT)
         return error
     if archive is not None:
         return TrainingDiverged(f"{stop.message}; kept the weights of {kept} in {archive} (lower "
@@ -108,9 +108,27 @@ def _stopped(stop: interrupt.StopTraining, config: TrainingConfig, output_dir: P
                             f"--learning_rate, or check the data for bad patterns)")
 
 
+def _with_solver_targets(scan: Scan, iterations: int, config: TrainingConfig,
+                         nphotons: float) -> Scan:
+    """``config.targets``: the scan with the solver's reconstruction as its objectGuess."""
+    import time
+
+    from ptycho.workflows.targets import DEFAULT_TARGET_WEIGHT, solver_targets
+
+    started = time.perf_counter()
+    target_scan, result = solver_targets(scan, iterations, config.model.probe_scale, nphotons,
+                                         seed=config.seed)
+    if config.realspace_mae_weight == 0:
+        config.realspace_mae_weight = DEFAULT_TARGET_WEIGHT
+    log.info("training targets: %d solver iterations in %.1f s (misfit %.4g); target weight %g",
+             len(result.history["iteration"]), time.perf_counter() - started,
+             result.history["misfit"][-1], config.realspace_mae_weight)
+    return target_scan
+
+
 def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
           train_scan: Scan | None = None, write_outputs: bool = True,
-          resume: _resume.Checkpoint | None = None) -> TrainingResult:
+          resume: runcontrol.Checkpoint | None = None) -> TrainingResult:
     """Train a model as configured and (by default) write the archive and history files.
 
     Parameters
@@ -123,7 +141,7 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
         Already-loaded training scan.
     write_outputs : bool
         Write ``wts.h5.zip``, ``history.csv`` and ``loss_curve.png`` to ``config.output_dir``.
-    resume : ptycho.workflows.resume.Checkpoint, optional
+    resume : ptycho.runcontrol.Checkpoint, optional
         Continue an interrupted run (``config`` from
         :func:`ptycho.workflows.resume.resume_training_config`) up to ``config.nepochs`` epochs.
 
@@ -151,6 +169,9 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
 
     nphotons = float(config.nphotons) if config.nphotons else train_scan.mean_photons_per_pattern()
     scale = physics.intensity_scale(nphotons, config.model.N)
+    solver_iterations = parse_targets(config.targets)
+    if solver_iterations is not None:
+        train_scan = _with_solver_targets(train_scan, solver_iterations, config, nphotons)
     seed = config.subsample_seed if config.subsample_seed is not None else config.seed
     n_groups = config.n_subsample or config.n_groups
     grouped = GroupedData.from_scan(
@@ -177,11 +198,11 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
         log.warning("%s holds the checkpoint of an interrupted run; training from scratch "
                     "replaces it (use --resume %s to continue that run instead)",
                     output_dir, output_dir)
-    with interrupt.guard() as signals:
+    with runcontrol.guard() as signals:
         try:
             model = backend.train_model(grouped, None, probe, scale, config, execution,
                                         output_dir, **kwargs)
-        except interrupt.StopTraining as stop:
+        except runcontrol.StopTraining as stop:
             rank_zero = is_global_zero(stop.model)
             error = _stopped(stop, config, output_dir, nphotons, fingerprint,
                              write_outputs and rank_zero)
@@ -189,7 +210,7 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
             raise error from None
     if signals.signum is not None:
         log.warning("%s arrived as training finished; the outputs are complete",
-                    interrupt.signal_name(signals.signum))
+                    runcontrol.signal_name(signals.signum))
     archive_path = None
     rank_zero = is_global_zero(model)
     if write_outputs and rank_zero:

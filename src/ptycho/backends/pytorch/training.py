@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 
+from ptycho import runcontrol
 from ptycho.backends.pytorch.data import GroupedDataModule
 from ptycho.backends.pytorch.lightning_module import PINNLightning
 from ptycho.backends.pytorch.model import PtychoPINN
@@ -21,7 +22,6 @@ from ptycho.backends.pytorch.trained_model import TorchTrainedModel
 from ptycho.config.config import ExecutionConfig, TrainingConfig
 from ptycho.data.grouping import GroupedData
 from ptycho.errors import InputError
-from ptycho.workflows import interrupt
 
 try:  # Lightning's own SIGTERM handling (2.3+) raises this from its loops
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -70,8 +70,8 @@ class HistoryAndBest(Callback):
 class StepControl(Callback):
     """Per-step interruption check, and the optimiser/schedule state of a resumed run.
 
-    After every optimiser step a pending SIGINT/SIGTERM (``ptycho.workflows.interrupt``, agreed
-    across ranks) raises :class:`~ptycho.workflows.interrupt.SignalReceived`, which leaves
+    After every optimiser step a pending SIGINT/SIGTERM (``ptycho.runcontrol``, agreed
+    across ranks) raises :class:`~ptycho.runcontrol.SignalReceived`, which leaves
     ``trainer.fit`` before any validation or epoch-end bookkeeping of the unfinished epoch.
     """
 
@@ -91,12 +91,19 @@ class StepControl(Callback):
             self.optimizer.load_state_dict(self.optimizer_state)
         if self.scheduler_state is not None and self.scheduler is not None:
             self.scheduler.load_state_dict(self.scheduler_state)
+            if isinstance(self.scheduler, torch.optim.lr_scheduler.LambdaLR):
+                # cosine: the rate of the next update, at the saved step count, on this run's
+                # schedule (a resumed run may have a larger --nepochs)
+                step = self.scheduler.last_epoch
+                for group, base, factor in zip(self.optimizer.param_groups,
+                                               self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+                    group["lr"] = base * factor(step)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.epoch, self.step = trainer.current_epoch, batch_idx
-        signum = interrupt.pending()
+        signum = runcontrol.pending()
         if trainer.strategy.reduce_boolean_decision(signum is not None, all=False):
-            raise interrupt.SignalReceived(signum or interrupt.signal.SIGTERM)
+            raise runcontrol.SignalReceived(signum or runcontrol.signal.SIGTERM)
 
 
 def _cpu_state(module) -> dict:
@@ -105,8 +112,8 @@ def _cpu_state(module) -> dict:
 
 def _checkpoint(module: PtychoPINN, tracker: HistoryAndBest, control: StepControl,
                 early_stop: EarlyStopping):
-    """The resumable state (``ptycho.workflows.resume.Checkpoint``); tensors and containers only."""
-    from ptycho.workflows.resume import Checkpoint
+    """The resumable state (``ptycho.runcontrol.Checkpoint``); tensors and containers only."""
+    from ptycho.runcontrol import Checkpoint
 
     state = {
         "model": _cpu_state(module),
@@ -170,9 +177,9 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                 output_dir: Path, *, resume=None) -> TorchTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
 
-    ``resume`` (a ``ptycho.workflows.resume.Checkpoint``) continues an interrupted run up to
-    ``config.nepochs`` epochs in total. A pending signal (``ptycho.workflows.interrupt``) or a
-    non-finite training loss raises :class:`~ptycho.workflows.interrupt.StopTraining` carrying
+    ``resume`` (a ``ptycho.runcontrol.Checkpoint``) continues an interrupted run up to
+    ``config.nepochs`` epochs in total. A pending signal (``ptycho.runcontrol``) or a
+    non-finite training loss raises :class:`~ptycho.runcontrol.StopTraining` carrying
     the best weights so far (and, for a signal, the resumable state).
     """
     if any(kind in str(execution.strategy) for kind in ("spawn", "fork", "notebook")):
@@ -193,7 +200,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                         probe_trainable=config.probe_trainable and not supervised,
                         intensity_scale_trainable=config.intensity_scale_trainable and not supervised)
     if config.init_weights is not None:
-        from ptycho.parity.weights import load_initial_weights
+        from ptycho.backends.weight_transfer import load_initial_weights
 
         load_initial_weights(module, config.init_weights)
     lit = PINNLightning(module, config, intensity_scale)
@@ -220,6 +227,8 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
         enable_model_summary=False, log_every_n_steps=1, default_root_dir=str(output_dir),
         num_sanity_val_steps=0,
         limit_val_batches=None if lit.has_validation else 0,  # no empty validation loop
+        # grad_clip_norm: torch.nn.utils.clip_grad_norm_ over the optimiser's parameters
+        gradient_clip_val=config.grad_clip_norm or None, gradient_clip_algorithm="norm",
     )
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -227,13 +236,14 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
         warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # rank-identical values
         try:
             trainer.fit(lit, datamodule=datamodule)
-        except (interrupt.SignalReceived, SIGTERMException) as exc:
-            signum = getattr(exc, "signum", None) or interrupt.pending() or interrupt.signal.SIGTERM
+        except (runcontrol.SignalReceived, SIGTERMException) as exc:
+            signum = (getattr(exc, "signum", None) or runcontrol.pending()
+                      or runcontrol.signal.SIGTERM)
             checkpoint = _checkpoint(module, tracker, control, early_stop)
             if tracker.best_state is not None:
                 module.load_state_dict(tracker.best_state)
-            raise interrupt.StopTraining(
-                "signal", f"training stopped by {interrupt.signal_name(signum)} at epoch "
+            raise runcontrol.StopTraining(
+                "signal", f"training stopped by {runcontrol.signal_name(signum)} at epoch "
                 f"{control.epoch + tracker.epoch_offset}, step {control.step}", signum=signum,
                 model=_trained(module, tracker, trainer), checkpoint=checkpoint) from None
         except FloatingPointError as exc:
@@ -241,7 +251,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
             if tracker.best_state is not None:
                 module.load_state_dict(tracker.best_state)
                 model = _trained(module, tracker, trainer)
-            raise interrupt.StopTraining("nonfinite", str(exc), model=model) from None
+            raise runcontrol.StopTraining("nonfinite", str(exc), model=model) from None
     if tracker.best_state is not None:
         module.load_state_dict(tracker.best_state)
         log.info("best epoch %d (%s %.6g)", tracker.best_epoch, monitor, tracker.best_score)

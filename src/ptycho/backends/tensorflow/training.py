@@ -11,6 +11,9 @@ The losses, optimiser and schedule mirror ``ptycho.backends.pytorch.lightning_mo
   1e-4, reduce after more than ``plateau_patience`` bad epochs, floor ``plateau_min_lr``) on
   ``val_loss`` (``train_loss`` without validation); early stopping after
   ``early_stop_patience`` epochs without improvement; the best epoch's weights are restored.
+- ``lr_schedule='cosine'``: warm-up and cosine decay per optimiser step
+  (:class:`WarmupCosine`, the formula of ``ptycho.backends.schedule``) instead of the plateau
+  rule; ``grad_clip_norm``: the optimiser's ``global_clipnorm`` (see :func:`make_optimizer`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho import physics
+from ptycho import physics, runcontrol
 from ptycho.backends.architecture import skips_border
+from ptycho.backends.schedule import CosineSchedule
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.data import make_datasets
 from ptycho.backends.tensorflow.model import PtychoPINN
@@ -43,7 +47,6 @@ from ptycho.config.config import (
 )
 from ptycho.data.grouping import GroupedData
 from ptycho.errors import InputError
-from ptycho.workflows import interrupt
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +181,62 @@ class PINNTrainer(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
 
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """``lr_schedule='cosine'``: ``learning_rate * CosineSchedule.factor(iterations)``.
+
+    Evaluated in float64 with Keras ops from the optimiser's ``iterations`` (the updates
+    applied so far, restored with a resumed run), so the rate of every update equals the torch
+    backend's ``LambdaLR`` (:mod:`ptycho.backends.schedule`).
+    """
+
+    def __init__(self, learning_rate: float, schedule: CosineSchedule):
+        super().__init__()
+        self.initial_learning_rate = float(learning_rate)
+        self.schedule = schedule
+
+    def __call__(self, step):
+        from keras import ops
+
+        factor = self.schedule.factor(ops.cast(step, "float64"), minimum=ops.minimum,
+                                      maximum=ops.maximum, cos=ops.cos)
+        return ops.cast(self.initial_learning_rate * factor, "float32")
+
+    def get_config(self) -> dict:
+        return {"learning_rate": self.initial_learning_rate,
+                "warmup_steps": self.schedule.warmup_steps,
+                "total_steps": self.schedule.total_steps,
+                "min_factor": self.schedule.min_factor}
+
+
+def make_optimizer(config: TrainingConfig, steps_per_epoch: int, adam=None):
+    """The training optimiser of ``config``: Adam (eps 1e-8) with its schedule and clipping.
+
+    ``lr_schedule='cosine'`` gives a :class:`WarmupCosine` learning rate for
+    ``steps_per_epoch`` updates per epoch (plateau: the constant ``learning_rate``, reduced by
+    :class:`EpochControl`). ``grad_clip_norm`` is Keras's ``global_clipnorm``: in
+    ``apply_gradients``, before the update, all gradients are scaled by
+    ``min(1, grad_clip_norm / ||g||)``, ``||g||`` the L2 norm over every trainable variable's
+    gradient (torch's ``clip_grad_norm_`` divides by ``||g|| + 1e-6``: the same to 1e-6 relative
+    where it clips). ``adam`` is the optimiser class or factory (``keras.optimizers.Adam``;
+    the parity checks pass ``ptycho.parity.optim.torch_adam``).
+    """
+    adam = adam or keras.optimizers.Adam
+    learning_rate = config.learning_rate
+    if config.lr_schedule == "cosine":
+        learning_rate = WarmupCosine(config.learning_rate,
+                                     CosineSchedule.from_config(config, steps_per_epoch))
+    return adam(learning_rate=learning_rate, epsilon=ADAM_EPSILON,
+                global_clipnorm=config.grad_clip_norm or None)
+
+
 class EpochControl(keras.callbacks.Callback):
     """History, best-epoch weights, early stopping and the plateau schedule (torch semantics).
 
     Per epoch it records ``epoch`` (0-based), ``train_loss``, ``val_loss`` (with validation),
     ``intensity_scale`` (the model's s at the end of the epoch) and ``learning_rate`` (the rate
-    used during the epoch), then updates the schedule for the next epoch.
+    used during the epoch; with ``lr_schedule='cosine'`` the rate of the next update), then
+    updates the plateau schedule for the next epoch (not with cosine: the optimiser's
+    :class:`WarmupCosine` sets the rate of every update).
     """
 
     def __init__(self, pinn: PtychoPINN, monitor: str, config: TrainingConfig):
@@ -244,6 +297,8 @@ class EpochControl(keras.callbacks.Callback):
                 self.model.stop_training = True
 
         # ReduceLROnPlateau (torch: mode 'min', threshold 1e-4 'rel', cooldown 0).
+        if self.config.lr_schedule != "plateau":  # cosine: the optimiser's WarmupCosine
+            return
         if score < self._plateau_best * (1.0 - PLATEAU_THRESHOLD):
             self._plateau_best = score
             self._plateau_bad = 0
@@ -276,7 +331,7 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
 
 class StepControl(keras.callbacks.Callback):
     """After every optimiser step, leave ``fit`` when SIGINT/SIGTERM arrived
-    (``ptycho.workflows.interrupt``), before the unfinished epoch's validation and bookkeeping."""
+    (``ptycho.runcontrol``), before the unfinished epoch's validation and bookkeeping."""
 
     def __init__(self):
         super().__init__()
@@ -288,9 +343,9 @@ class StepControl(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         self.step = batch
-        signum = interrupt.pending()
+        signum = runcontrol.pending()
         if signum is not None:
-            raise interrupt.SignalReceived(signum)
+            raise runcontrol.SignalReceived(signum)
 
 
 _CONTROL_COUNTERS = ("best_score", "best_epoch", "_stop_best", "_stop_wait", "_plateau_best",
@@ -298,8 +353,8 @@ _CONTROL_COUNTERS = ("best_score", "best_epoch", "_stop_best", "_stop_wait", "_p
 
 
 def _checkpoint(pinn: PtychoPINN, optimizer, control: EpochControl):
-    """The resumable state (``ptycho.workflows.resume.Checkpoint``) as a pickle-free NPZ."""
-    from ptycho.workflows.resume import Checkpoint
+    """The resumable state (``ptycho.runcontrol.Checkpoint``) as a pickle-free NPZ."""
+    from ptycho.runcontrol import Checkpoint
 
     arrays = {}
     for prefix, values in (("model", [v.numpy() for v in pinn.weights]),
@@ -455,9 +510,9 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                 output_dir: Path, *, resume=None) -> TFTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
 
-    ``resume`` (a ``ptycho.workflows.resume.Checkpoint``) continues an interrupted run up to
-    ``config.nepochs`` epochs in total. A pending signal (``ptycho.workflows.interrupt``) or a
-    non-finite training loss raises :class:`~ptycho.workflows.interrupt.StopTraining` carrying
+    ``resume`` (a ``ptycho.runcontrol.Checkpoint``) continues an interrupted run up to
+    ``config.nepochs`` epochs in total. A pending signal (``ptycho.runcontrol``) or a
+    non-finite training loss raises :class:`~ptycho.runcontrol.StopTraining` carrying
     the best weights so far (and, for a signal, the resumable state).
 
     Parameters
@@ -488,7 +543,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     ------
     InputError
         Ground truth needed (supervised, ``realspace_mae_weight > 0``) but missing.
-    ptycho.workflows.interrupt.StopTraining
+    ptycho.runcontrol.StopTraining
         Interrupted by a signal, or the training loss became NaN or infinite.
     """
     keras.utils.set_random_seed(config.seed)
@@ -512,12 +567,11 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                           intensity_scale_trainable=(config.intensity_scale_trainable
                                                      and not supervised))
         if config.init_weights is not None:
-            from ptycho.parity.weights import load_initial_weights
+            from ptycho.backends.weight_transfer import load_initial_weights
 
             load_initial_weights(pinn, config.init_weights)
         trainer = PINNTrainer(pinn, config, intensity_scale)
-        optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
-                                          epsilon=ADAM_EPSILON)
+        optimizer = make_optimizer(config, len(train_set))
         trainer.compile(optimizer=optimizer, jit_compile=False)
         optimizer.build(pinn.trainable_variables)
         control = EpochControl(pinn, monitor, config)
@@ -538,13 +592,13 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                         validation_data=val_set.dataset() if val_set is not None else None,
                         epochs=config.nepochs, initial_epoch=initial_epoch, callbacks=callbacks,
                         shuffle=False, verbose=1 if execution.progress_bar else 0)
-        except interrupt.SignalReceived as exc:
+        except runcontrol.SignalReceived as exc:
             checkpoint = _checkpoint(pinn, optimizer, control)
             if control.best_weights is not None:
                 for variable, value in zip(pinn.weights, control.best_weights):
                     variable.assign(value)
-            raise interrupt.StopTraining(
-                "signal", f"training stopped by {interrupt.signal_name(exc.signum)} at epoch "
+            raise runcontrol.StopTraining(
+                "signal", f"training stopped by {runcontrol.signal_name(exc.signum)} at epoch "
                 f"{step_control.epoch}, step {step_control.step}", signum=exc.signum,
                 model=TFTrainedModel(pinn, dict(control.history, best_epoch=control.best_epoch)),
                 checkpoint=checkpoint) from None
@@ -554,7 +608,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
                 for variable, value in zip(pinn.weights, control.best_weights):
                     variable.assign(value)
                 model = TFTrainedModel(pinn, dict(control.history, best_epoch=control.best_epoch))
-            raise interrupt.StopTraining("nonfinite", str(exc), model=model) from None
+            raise runcontrol.StopTraining("nonfinite", str(exc), model=model) from None
     if control.best_weights is not None:
         for variable, value in zip(pinn.weights, control.best_weights):
             variable.assign(value)

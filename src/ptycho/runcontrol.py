@@ -1,16 +1,18 @@
-"""Graceful interruption of training by SIGINT (Ctrl+C) or SIGTERM (batch schedulers).
+"""Run control shared by the training workflow and both backends (stdlib only).
 
-:func:`guard` installs handlers that only *record* the first signal; the backends poll
-:func:`pending` after every optimiser step and, when a signal arrived, leave their training loop
-by raising :class:`StopTraining`. The training workflow then writes the best weights so far
-(``wts.h5.zip``) and a resumable checkpoint (see :mod:`ptycho.workflows.resume`) and raises
-:class:`ptycho.errors.TrainingInterrupted` with exit status 128 + signal number (130 for
-SIGINT, 143 for SIGTERM).
+Graceful interruption of training by SIGINT (Ctrl+C) or SIGTERM (batch schedulers):
+:func:`guard` (installed by the training workflow) installs handlers that only *record* the
+first signal; the backends poll :func:`pending` after every optimiser step and, when a signal
+arrived, leave their training loop by raising :class:`StopTraining`, carrying the best weights
+so far and the resumable state as a :class:`Checkpoint`. The training workflow then writes the
+best weights (``wts.h5.zip``) and the checkpoint (:mod:`ptycho.workflows.resume` reads and
+writes its files) and raises :class:`ptycho.errors.TrainingInterrupted` with exit status
+128 + signal number (130 for SIGINT, 143 for SIGTERM).
 
 A second signal while the first is being handled kills the process at once (default action);
 every file ptychopinn writes is atomic, so earlier outputs stay intact.
 
-Stdlib only: the backends import this module.
+This module sits below ``ptycho.backends`` and ``ptycho.workflows`` and imports neither.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: File name of each backend's serialised training state beside ``resume.json``.
+STATE_NAMES = {"pytorch": "resume.pt", "tensorflow": "resume.npz"}
 
 
 def signal_name(signum: int) -> str:
@@ -53,7 +58,7 @@ class StopTraining(Exception):
     model : TrainedModel or None
         The best weights so far (the current weights when no epoch completed; None when no
         usable weights exist).
-    checkpoint : ptycho.workflows.resume.Checkpoint or None
+    checkpoint : Checkpoint or None
         The resumable state (reason 'signal' only).
     """
 
@@ -65,6 +70,32 @@ class StopTraining(Exception):
         self.message = message
         self.model = model
         self.checkpoint = checkpoint
+
+
+@dataclass
+class Checkpoint:
+    """The resumable state of an interrupted run.
+
+    ``state`` holds the backend's serialised state (bytes of ``state_name``); ``progress`` is
+    JSON-safe with at least ``epochs_completed`` (int) and ``history`` (per-epoch lists).
+    ``config`` and ``data`` are filled in when read from disk
+    (:func:`ptycho.workflows.resume.read_checkpoint`).
+    """
+
+    backend: str
+    state: bytes
+    progress: dict
+    config: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.backend]
+
+    @property
+    def epochs_completed(self) -> int:
+        return int(self.progress.get("epochs_completed", 0))
 
 
 class SignalReceived(Exception):
