@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench lint parity clean
+.PHONY: install demo test test-all bench bench-quality lint parity clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# Reconstruction quality per unit of compute on natural-image scans (solver, network, solver
+# targets; calibration rows), ~30 min on 2 CPU cores: benchmarks/results/quality-<stamp>.*
+bench-quality: $(STAMP)
+	$(PY) benchmarks/quality.py
 
 # Full backend parity run (~4 min on 2 CPU cores): simulate a scan, then train -> save -> load ->
 # infer with TensorFlow and PyTorch and write outputs/parity/reports/<UTC timestamp>/ (see docs/parity.md).

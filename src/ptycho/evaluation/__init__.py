@@ -11,7 +11,8 @@ frc
 compare
     The pipeline: :func:`evaluate_reconstruction` (metrics dict),
     :func:`compare_reconstruction` (metrics plus aligned images and FRC curves),
-    :func:`flat_baseline_metrics` (the score of a flat object, the floor to beat) and
+    :func:`flat_baseline_metrics` (the score of a flat object, the floor to beat),
+    :func:`calibration_metrics` (flat object and blurred truths on given pixels) and
     :func:`comparison_region` (their region arguments for a stitched object and its scan).
 reconstruction
     Reading ``reconstruction.npz`` / ``.npy`` files.
@@ -25,7 +26,9 @@ Nothing here imports torch or tensorflow.
 """
 
 from ptycho.evaluation.compare import (
+    CALIBRATION_BLURS_PX,
     EvaluationResult,
+    calibration_metrics,
     compare_reconstruction,
     comparison_region,
     evaluate_reconstruction,
@@ -45,9 +48,11 @@ from ptycho.evaluation.report import (
 )
 
 __all__ = [
+    "CALIBRATION_BLURS_PX",
     "EvaluationResult",
     "FRCCurve",
     "Reconstruction",
+    "calibration_metrics",
     "compare_reconstruction",
     "comparison_figure",
     "comparison_region",

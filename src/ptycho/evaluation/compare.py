@@ -276,6 +276,44 @@ def flat_baseline_metrics(recon: np.ndarray, x0_px: float, y0_px: float, truth: 
                                    registration="none")
 
 
+#: Gaussian blurs (sigma, pixels) of the truth scored beside every reconstruction.
+CALIBRATION_BLURS_PX = (3.0, 1.5)
+
+
+def calibration_metrics(truth: np.ndarray, valid: np.ndarray, *,
+                        scan_xy: np.ndarray | None = None) -> dict:
+    """Scores that calibrate a reconstruction's metrics on the same pixels of the truth grid.
+
+    Rows: ``'flat object'`` (all ones: the floor), and ``'truth blurred by S px'`` for each
+    sigma S of :data:`CALIBRATION_BLURS_PX` (the truth's real and imaginary parts smoothed by a
+    Gaussian of S pixels: what a reconstruction of that resolution scores). Each is compared
+    like a reconstruction placed at the origin of the truth grid, with no registration.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (H, W), complex
+    valid : ndarray, shape (H, W), bool
+        Truth pixels to score (e.g. those a reconstruction covers).
+    scan_xy : ndarray, shape (M, 2), optional
+        Scan positions; only their bounding box is compared (as :func:`evaluate_reconstruction`).
+
+    Returns
+    -------
+    dict
+        ``{row name: metrics dict of evaluate_reconstruction}``.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    truth = np.asarray(truth, np.complex128)
+    rows = {"flat object": np.ones(truth.shape, np.complex128)}
+    for sigma in CALIBRATION_BLURS_PX:
+        rows[f"truth blurred by {sigma:g} px"] = (gaussian_filter(truth.real, sigma)
+                                                  + 1j * gaussian_filter(truth.imag, sigma))
+    return {name: evaluate_reconstruction(image, 0.0, 0.0, truth, scan_xy=scan_xy, valid=valid,
+                                          registration="none")
+            for name, image in rows.items()}
+
+
 def comparison_region(stitched, scan) -> dict:
     """``scan_xy`` and ``valid`` for comparing a stitched object with its scan's ground truth.
 

@@ -1,0 +1,315 @@
+"""``make bench-quality``: reconstruction quality per unit of compute, on natural-image scans.
+
+Scans (``SCANS``): N=64, 512 Fermat-spiral positions (6 px apart) on a 224 x 224 object, the
+defocused (ringed) probe, 1e6 photons per pattern. The object's amplitude and phase come from
+two different scikit-image photographs; the network trains on scan ``train`` and is also
+tested on scan ``new`` (other images, never seen in training).
+
+Every reconstruction is scored by ``ptycho.evaluation`` (sub-pixel registration, global phase
+and amplitude scale removed) on the same truth pixels: the union of the central N/2 x N/2 boxes
+of the scan positions (what probe-weighted stitching covers). Beside them, computed the same
+way on the same pixels, the calibration rows: a flat object, the truth blurred by 3 px and by
+1.5 px (``ptycho.evaluation.calibration_metrics``).
+
+Sections (``--sections``):
+
+``refine``
+    The iterative solver (``ptycho.refine``) from a flat object, K iterations, for several
+    minibatch seeds (worst and median reported), plus one SSIM-per-iteration curve per seed.
+``network``
+    The PINN (``cnn``, default recipe) trained for E epochs on ``train``, per backend and
+    training seed; scored on ``train`` and ``new``, and then polished by K solver iterations
+    (``infer --refine-iterations``).
+``targets``
+    ``train --targets refine:K`` (solver targets + physics loss) beside plain training, for
+    the target weights given; total wall time includes the solver.
+
+Writes ``benchmarks/results/quality-<UTC timestamp>.json``, ``.md`` and ``.png`` (SSIM against
+iterations and against seconds). Run ``python benchmarks/quality.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+#: ``ptycho.data.simulation.simulate`` arguments of the two benchmark scans.
+SCANS = {
+    "train": dict(object_kind="image:camera:astronaut", seed=1),
+    "new": dict(object_kind="image:coffee:chelsea", seed=2),
+}
+SCAN_COMMON = dict(probe_kind="defocused", scan_kind="spiral", N=64, object_size=224, step=6.0,
+                   n_positions=512, nphotons=1e6)
+COMPONENTS = ("amplitude", "phase")
+
+
+def make_scans(names=SCANS) -> dict:
+    from ptycho.data.simulation import simulate
+
+    return {name: simulate(**SCAN_COMMON, **SCANS[name]).scan for name in names}
+
+
+def scored_region(scan) -> np.ndarray:
+    """Truth pixels inside the central N/2 box of some scan position, (H, W) bool."""
+    n = scan.N
+    mask = np.zeros(scan.object_guess.shape, bool)
+    for x, y in zip(scan.xcoords, scan.ycoords):
+        r0, c0 = int(np.ceil(y - n / 4)), int(np.ceil(x - n / 4))
+        mask[max(r0, 0):r0 + n // 2, max(c0, 0):c0 + n // 2] = True
+    return mask
+
+
+def score(obj, x0_px, y0_px, weight, scan, region) -> dict:
+    """SSIM and PSNR of a reconstruction on ``region`` (truth grid) and its own covered pixels."""
+    from ptycho.evaluation import evaluate_reconstruction
+
+    rows = np.arange(obj.shape[0]) + int(round(y0_px))
+    cols = np.arange(obj.shape[1]) + int(round(x0_px))
+    inside = ((rows[:, None] >= 0) & (rows[:, None] < region.shape[0])
+              & (cols[None, :] >= 0) & (cols[None, :] < region.shape[1]))
+    mapped = np.zeros(obj.shape, bool)
+    mapped[inside] = region[np.clip(rows, 0, region.shape[0] - 1)[:, None].repeat(len(cols), 1)[inside],
+                            np.clip(cols, 0, region.shape[1] - 1)[None, :].repeat(len(rows), 0)[inside]]
+    valid = mapped & (np.asarray(weight) > 0)
+    metrics = evaluate_reconstruction(obj, x0_px, y0_px, scan.object_guess,
+                                      scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
+                                      valid=valid)
+    return flatten(metrics)
+
+
+def flatten(metrics: dict) -> dict:
+    return {f"{c}_{k}": float(metrics[c][k]) for c in COMPONENTS for k in ("ssim", "psnr_db")}
+
+
+def calibration(scan, region) -> dict:
+    from ptycho.evaluation import calibration_metrics
+
+    rows = calibration_metrics(scan.object_guess, region,
+                               scan_xy=np.column_stack([scan.xcoords, scan.ycoords]))
+    return {name: flatten(metrics) for name, metrics in rows.items()}
+
+
+def worst_and_median(runs: list[dict]) -> dict:
+    """Per metric: the worst (lowest) and the median over runs; seconds: the median."""
+    out = {"runs": len(runs)}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        if key.endswith("_s"):
+            out[key] = statistics.median(values)
+        else:
+            out[f"{key}_worst"] = min(values)
+            out[f"{key}_median"] = statistics.median(values)
+    return out
+
+
+# -- sections -----------------------------------------------------------------------------------
+
+def bench_refine(scans, regions, args) -> dict:
+    from ptycho.refine import RefineOptions, refine
+
+    out = {"rows": {}, "curves": {}}
+    for name, scan in scans.items():
+        for iterations in args.iterations:
+            runs = []
+            for seed in args.solver_seeds:
+                result = refine(scan, options=RefineOptions(iterations=iterations, seed=seed))
+                runs.append({**score(result.object, result.x0_px, result.y0_px, result.weight,
+                                     scan, regions[name]),
+                             "solver_s": result.history["time_s"][-1]})
+            out["rows"][f"{name}: refine from flat, {iterations} iterations"] = worst_and_median(runs)
+            print(f"[refine] {name} K={iterations}: {out['rows'][f'{name}: refine from flat, {iterations} iterations']}",
+                  file=sys.stderr, flush=True)
+        curve_iterations = max(args.iterations)
+        for seed in args.solver_seeds:
+            def on_iteration(k, snapshot, name=name, scan=scan):
+                return score(snapshot.object, snapshot.x0_px, snapshot.y0_px, snapshot.weight,
+                             scan, regions[name])
+
+            result = refine(scan, options=RefineOptions(iterations=curve_iterations, seed=seed),
+                            on_iteration=on_iteration)
+            out["curves"][f"{name}: refine from flat, seed {seed}"] = result.history
+    return out
+
+
+def train_model(scan, backend: str, epochs: int, seed: int, **fields):
+    from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
+    from ptycho.workflows import training
+
+    config = TrainingConfig(model=ModelConfig(N=scan.N), nepochs=epochs, backend=backend,
+                            seed=seed, **fields)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        config.output_dir = Path(tmp)
+        result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
+                                train_scan=scan, write_outputs=False)
+    return result.model, time.perf_counter() - started, len(result.history["epoch"])
+
+
+def network_scores(model, scans, regions, refine_iterations) -> dict:
+    """Scores of the network on every scan, and after K solver iterations from its output."""
+    from ptycho.refine import RefineOptions
+    from ptycho.workflows import inference
+
+    out = {}
+    for name, scan in scans.items():
+        started = time.perf_counter()
+        result = inference.reconstruct(model, scan, stitch_weight="probe")
+        stitched = result.stitched
+        out[name] = {**score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight,
+                             scan, regions[name]), "infer_s": time.perf_counter() - started}
+        for iterations in refine_iterations:
+            refined = inference.refine_reconstruction(
+                result, scan, RefineOptions(iterations=iterations), probe=model.probe)
+            out[f"{name} + refine {iterations}"] = {
+                **score(refined.object, refined.x0_px, refined.y0_px, refined.weight, scan,
+                        regions[name]), "solver_s": refined.history["time_s"][-1]}
+    return out
+
+
+def bench_network(scans, regions, args, label="network", **fields) -> dict:
+    out = {}
+    for backend in args.backends:
+        for epochs in args.epochs:
+            per_scan: dict[str, list] = {}
+            for seed in args.train_seeds:
+                model, seconds, done = train_model(scans["train"], backend, epochs, seed,
+                                                   **fields)
+                for key, row in network_scores(model, scans, regions,
+                                               args.refine_after).items():
+                    per_scan.setdefault(key, []).append({**row, "train_s": seconds,
+                                                         "epochs_s": float(done)})
+            for key, runs in per_scan.items():
+                name = f"{key}: {label} {backend}, {epochs} epochs"
+                out[name] = worst_and_median(runs)
+                print(f"[{label}] {name}: {out[name]}", file=sys.stderr, flush=True)
+    return out
+
+
+def bench_targets(scans, regions, args) -> dict:
+    out = {}
+    for weight in args.target_weights:
+        out.update(bench_network(scans, regions, args, label=f"targets refine:{args.target_iterations} "
+                                 f"weight {weight:g}", targets=f"refine:{args.target_iterations}",
+                                 realspace_mae_weight=weight))
+    return out
+
+
+# -- report -------------------------------------------------------------------------------------
+
+def markdown(report: dict) -> str:
+    lines = [f"# ptychopinn quality benchmark {report['created']}", "",
+             f"Scans: {json.dumps(report['scans'])}; common: {json.dumps(report['scan_common'])}.",
+             "Scored on the union of the central N/2 boxes of the scan positions; worst / median "
+             "over seeds (solver minibatch seeds or training seeds).", "",
+             "| row | amp SSIM worst / median | phase SSIM worst / median | amp PSNR dB median | "
+             "phase PSNR dB median | seconds (median) |", "|---|---|---|---|---|---|"]
+    for scan_name, rows in report["calibration"].items():
+        for name, m in rows.items():
+            lines.append(f"| {scan_name}: {name} | {m['amplitude_ssim']:.3f} | "
+                         f"{m['phase_ssim']:.3f} | {m['amplitude_psnr_db']:.2f} | "
+                         f"{m['phase_psnr_db']:.2f} | |")
+    for section in ("refine", "network", "targets"):
+        rows = report.get(section, {})
+        rows = rows.get("rows", rows) if section == "refine" else rows
+        for name, m in rows.items():
+            seconds = " + ".join(f"{m[k]:.1f} ({k[:-2]})" for k in ("train_s", "solver_s",
+                                                                      "infer_s") if k in m)
+            lines.append(
+                f"| {name} | {m['amplitude_ssim_worst']:.3f} / {m['amplitude_ssim_median']:.3f} | "
+                f"{m['phase_ssim_worst']:.3f} / {m['phase_ssim_median']:.3f} | "
+                f"{m['amplitude_psnr_db_median']:.2f} | {m['phase_psnr_db_median']:.2f} | "
+                f"{seconds} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(report: dict, path: Path) -> None:
+    from ptycho.figures import agg_figure, save_png
+
+    curves = report.get("refine", {}).get("curves", {})
+    if not curves:
+        return
+    fig = agg_figure((11, 4))
+    axes = [fig.add_subplot(1, 2, i + 1) for i in range(2)]
+    for name, history in curves.items():
+        for axis, x_key in zip(axes, ("iteration", "time_s")):
+            for component, style in (("amplitude", "-"), ("phase", "--")):
+                axis.plot(history[x_key], history[f"{component}_ssim"], style,
+                          label=f"{name}, {component}")
+    for scan_name, rows in report["calibration"].items():
+        for name, m in rows.items():
+            if "blurred" in name and scan_name == "train":
+                for axis in axes:
+                    axis.axhline(m["amplitude_ssim"], color="gray", lw=0.8, ls=":")
+    for axis, label in zip(axes, ("solver iterations", "solver seconds")):
+        axis.set_xlabel(label)
+        axis.set_ylabel("SSIM")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=6)
+    fig.suptitle("refine from a flat object (dotted: train scan, truth blurred 3 / 1.5 px, amplitude)")
+    save_png(fig, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", default=["refine", "network", "targets"],
+                        choices=["refine", "network", "targets"])
+    parser.add_argument("--iterations", type=int, nargs="+", default=[4, 8, 20, 40],
+                        help="solver iterations from a flat object")
+    parser.add_argument("--solver-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--backends", nargs="+", default=["pytorch"],
+                        choices=["pytorch", "tensorflow"])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[20],
+                        help="training epochs of the network rows")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[42, 1, 2])
+    parser.add_argument("--refine-after", type=int, nargs="*", default=[8, 20],
+                        help="solver iterations run from the network's output")
+    parser.add_argument("--target-iterations", type=int, default=20)
+    parser.add_argument("--target-weights", type=float, nargs="+", default=[1000.0])
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: one seed, few iterations and epochs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.iterations, args.solver_seeds, args.epochs = [2], [0], [1]
+        args.train_seeds, args.refine_after, args.target_iterations = [42], [2], 2
+
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())
+    started = time.perf_counter()
+    scans = make_scans()
+    regions = {name: scored_region(scan) for name, scan in scans.items()}
+    report = {"created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+              "scans": SCANS, "scan_common": SCAN_COMMON, "args": {
+                  k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "calibration": {name: calibration(scan, regions[name])
+                              for name, scan in scans.items()}}
+    sections = {"refine": bench_refine, "network": bench_network, "targets": bench_targets}
+    for name in args.sections:
+        report[name] = sections[name](scans, regions, args)
+    report["total_s"] = time.perf_counter() - started
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / f"quality-{stamp}"
+    base.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
+    base.with_suffix(".md").write_text(markdown(report))
+    figure(report, base.with_suffix(".png"))
+    print(markdown(report))
+    print(f"results: {base}.json, .md, .png ({report['total_s']:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
