@@ -63,17 +63,23 @@ def test_training_is_reproducible_for_a_seed(small_scan, tmp_path):
     assert first.history["train_loss"] == pytest.approx(second.history["train_loss"], rel=1e-6)
 
 
-def test_bf16_mixed_precision_trains_with_float32_physics(small_scan, tmp_path):
-    """--precision bf16-mixed: convolutions in bfloat16, far field and loss in float32."""
+def _train_bf16_mixed(scan, tmp_path, **fields):
+    """One bf16-mixed epoch on 16 groups; returns (model, grouped)."""
     config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=1, batch_size=8,
-                            n_groups=16, output_dir=tmp_path)
-    grouped = GroupedData.from_scan(small_scan, 1, n_groups=16)
+                            n_groups=16, output_dir=tmp_path, **fields)
+    grouped = GroupedData.from_scan(scan, 1, n_groups=16)
     execution = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu",
                                 precision="bf16-mixed")
-    model = train_model(grouped, None, physics.normalize_probe(small_scan.probe),
-                        physics.intensity_scale(small_scan.mean_photons_per_pattern(), 64),
+    model = train_model(grouped, None, physics.normalize_probe(scan.probe),
+                        physics.intensity_scale(scan.mean_photons_per_pattern(), 64),
                         config, execution, tmp_path)
     assert np.isfinite(model.history["train_loss"]).all()
+    return model, grouped
+
+
+def test_bf16_mixed_precision_trains_with_float32_physics(small_scan, tmp_path):
+    """--precision bf16-mixed: convolutions in bfloat16, far field and loss in float32."""
+    model, grouped = _train_bf16_mixed(small_scan, tmp_path)
     patches = model.predict([grouped.X() * np.float32(model.intensity_scale),
                              grouped.coords()["relative"]])
     assert patches.dtype == np.complex64 and np.isfinite(patches).all()
@@ -189,13 +195,4 @@ def test_training_with_cosine_schedule_and_gradient_clipping(small_scan, tmp_pat
 
 def test_gradient_clipping_under_mixed_precision(small_scan, tmp_path):
     """Lightning cannot clip a fused Adam's gradients under AMP: the loop Adam is used then."""
-    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=1, batch_size=8,
-                            n_groups=16, output_dir=tmp_path, grad_clip_norm=1.0,
-                            lr_schedule="cosine")
-    grouped = GroupedData.from_scan(small_scan, 1, n_groups=16)
-    execution = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu",
-                                precision="bf16-mixed")
-    model = train_model(grouped, None, physics.normalize_probe(small_scan.probe),
-                        physics.intensity_scale(small_scan.mean_photons_per_pattern(), 64),
-                        config, execution, tmp_path)
-    assert np.isfinite(model.history["train_loss"]).all()
+    _train_bf16_mixed(small_scan, tmp_path, grad_clip_norm=1.0, lr_schedule="cosine")

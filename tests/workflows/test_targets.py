@@ -15,7 +15,7 @@ from ptycho.config.config import (
 )
 from ptycho.data.simulation import simulate
 from ptycho.errors import InputError
-from ptycho.workflows.targets import DEFAULT_TARGET_WEIGHT, solver_targets
+from ptycho.workflows.targets import default_target_weight, solver_targets
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,9 @@ def test_training_with_solver_targets(small_scan, tmp_path, backend):
                             output_dir=tmp_path)
     result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
                             train_scan=small_scan)
-    assert config.realspace_mae_weight == DEFAULT_TARGET_WEIGHT
+    weight = default_target_weight(small_scan.mean_photons_per_pattern(), 64)
+    assert config.realspace_mae_weight == pytest.approx(weight)
     manifest = read_archive(result.archive_path).manifest
     assert manifest["training_config"]["targets"] == "refine:3"
-    assert manifest["training_config"]["realspace_mae_weight"] == DEFAULT_TARGET_WEIGHT
+    assert manifest["training_config"]["realspace_mae_weight"] == pytest.approx(weight)
     assert np.isfinite(result.history["train_loss"]).all()

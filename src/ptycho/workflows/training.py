@@ -113,13 +113,13 @@ def _with_solver_targets(scan: Scan, iterations: int, config: TrainingConfig,
     """``config.targets``: the scan with the solver's reconstruction as its objectGuess."""
     import time
 
-    from ptycho.workflows.targets import DEFAULT_TARGET_WEIGHT, solver_targets
+    from ptycho.workflows.targets import default_target_weight, solver_targets
 
     started = time.perf_counter()
     target_scan, result = solver_targets(scan, iterations, config.model.probe_scale, nphotons,
                                          seed=config.seed)
     if config.realspace_mae_weight == 0:
-        config.realspace_mae_weight = DEFAULT_TARGET_WEIGHT
+        config.realspace_mae_weight = default_target_weight(nphotons, scan.N)
     log.info("training targets: %d solver iterations in %.1f s (misfit %.4g); target weight %g",
              len(result.history["iteration"]), time.perf_counter() - started,
              result.history["misfit"][-1], config.realspace_mae_weight)
