@@ -1,8 +1,10 @@
-"""train/infer command lines: flag parsing, YAML precedence, and clean errors (no training)."""
+"""train/infer command lines: flag parsing, YAML precedence, and clean errors (no training but
+one tiny epoch with ``--architecture unet``)."""
 
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ptycho.cli.main import build_parser, main
@@ -98,3 +100,32 @@ def test_help_is_fast_and_loads_no_backend():
     heavy, _ = result.stderr.strip().rsplit("]", 1)
     assert heavy + "]" == "[]"
     assert "--train_data_file" in result.stdout and "--n-groups" in result.stdout
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "tensorflow"])
+def test_train_one_epoch_with_the_unet_architecture(tmp_path, capsys, small_scan, backend):
+    """``--architecture unet`` trains (one tiny epoch), the archive records it, ``inspect``
+    shows it and the archive predicts."""
+    pytest.importorskip("torch" if backend == "pytorch" else "tensorflow")
+    from ptycho.archive import load_trained_model, read_archive
+    from ptycho.data.grouping import GroupedData
+    from ptycho.data.npz import write_scan_npz
+
+    scan = tmp_path / "scan.npz"
+    write_scan_npz(scan, small_scan)
+    out = tmp_path / "model"
+    assert main(["train", "--train_data_file", str(scan), "--output_dir", str(out),
+                 "--architecture", "unet", "--backend", backend, "--nepochs", "1",
+                 "--n_groups", "16", "--batch_size", "8", "--n_filters_scale", "1",
+                 "--quiet", "--logger", "none", "--accelerator", "cpu"]) == 0
+    assert read_archive(out).manifest["model_config"]["architecture"] == "unet"
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0
+    assert any(line.split() == ["architecture", "unet"]
+               for line in capsys.readouterr().out.splitlines())
+    model, _ = load_trained_model(out)
+    assert model.model_config.architecture == "unet"
+    grouped = GroupedData.from_scan(small_scan, 1)
+    pred = model.predict([grouped.X(slice(0, 4)) * np.float32(model.intensity_scale),
+                          grouped.coords(slice(0, 4))["relative"]])
+    assert pred.shape == (4, 64, 64, 1) and np.isfinite(pred).all()

@@ -20,6 +20,7 @@ from ptycho.errors import ArchiveError, InputError
 from ptycho.parity import checks, weights
 
 CFG = ModelConfig(N=64, gridsize=2, n_filters_scale=1)
+UNET = ModelConfig(N=64, gridsize=2, n_filters_scale=1, architecture="unet")
 
 
 def _probe():
@@ -38,18 +39,19 @@ def _model(backend, seed=3, config=CFG, history=None):
                                                    "val_loss": [2.1, 1.7], "best_epoch": 1})
 
 
-def _archive(tmp_path, backend, name="model"):
-    model = _model(backend)
+def _archive(tmp_path, backend, name="model", config=CFG):
+    model = _model(backend, config=config)
     folder = tmp_path / name
     folder.mkdir()
-    training = TrainingConfig(model=CFG, nepochs=2, backend=backend, learning_rate=5e-4)
+    training = TrainingConfig(model=config, nepochs=2, backend=backend, learning_rate=5e-4)
     write_archive(folder, model, training, nphotons=1.5e5)
     return folder, model
 
 
+@pytest.mark.parametrize("config", [CFG, UNET], ids=["cnn", "unet"])
 @pytest.mark.parametrize("source", ["pytorch", "tensorflow"])
-def test_weight_transfer_is_exact_in_both_directions(source):
-    model = _model(source)
+def test_weight_transfer_is_exact_in_both_directions(source, config):
+    model = _model(source, config=config)
     target = "tensorflow" if source == "pytorch" else "pytorch"
     converted = weights.convert_model(model, target)
     back = weights.convert_model(converted, source)
@@ -66,9 +68,13 @@ def test_weight_transfer_is_exact_in_both_directions(source):
     assert max_rel <= 1e-5
 
 
-@pytest.mark.parametrize("source, target", [("pytorch", "tensorflow"), ("tensorflow", "pytorch")])
-def test_convert_command_writes_the_other_backends_archive(tmp_path, capsys, source, target):
-    folder, model = _archive(tmp_path, source)
+@pytest.mark.parametrize("source, target, config", [("pytorch", "tensorflow", CFG),
+                                                    ("tensorflow", "pytorch", CFG),
+                                                    ("pytorch", "tensorflow", UNET)],
+                         ids=["pytorch-cnn", "tensorflow-cnn", "pytorch-unet"])
+def test_convert_command_writes_the_other_backends_archive(tmp_path, capsys, source, target,
+                                                           config):
+    folder, model = _archive(tmp_path, source, config=config)
     out = tmp_path / "converted"
     assert main(["convert", "--to", target, str(folder), str(out)]) == 0
     printed = capsys.readouterr().out
@@ -81,6 +87,7 @@ def test_convert_command_writes_the_other_backends_archive(tmp_path, capsys, sou
     for key in ("model_config", "N", "gridsize", "nphotons", "history", "history_summary",
                 "normalisation", "format_version"):
         assert after.manifest[key] == before.manifest[key], key
+    assert after.manifest["model_config"]["architecture"] == config.architecture
     expected_training = dict(before.manifest["training_config"], backend=target)
     assert after.manifest["training_config"] == expected_training
     assert after.manifest["intensity_scale"] == pytest.approx(before.manifest["intensity_scale"],
@@ -146,6 +153,15 @@ def test_initial_weights_of_another_configuration_are_refused(tmp_path):
                                 _probe(), 2.0)
     with pytest.raises(InputError, match="weights do not fit the model"):
         weight_transfer.load_initial_weights(fresh.module, folder)
+
+
+@pytest.mark.parametrize("backend", ["pytorch", "tensorflow"])
+def test_initial_weights_of_another_architecture_are_refused(tmp_path, backend):
+    folder, _ = _archive(tmp_path, "pytorch")
+    fresh = weights.build_model(backend, UNET, _probe(), 2.0)
+    with pytest.raises(InputError, match="'unet' architecture") as info:
+        weight_transfer.load_initial_weights(fresh.module, folder)
+    assert "'cnn' architecture" in str(info.value)
 
 
 def test_train_init_weights_flag_starts_from_the_archive(tmp_path, small_scan):

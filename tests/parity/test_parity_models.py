@@ -3,8 +3,9 @@
 Weights are copied from the seeded torch model into the Keras model
 (ptycho.parity.weights); then generator patches, member patches, predicted amplitudes, the
 training loss and ``predict`` agree to 1e-5 (relative) for N = 64 and 128, gridsize 1 and 2,
-object_big and probe_big on and off. From the same initial weights, 20 Adam steps on the same
-batches give loss curves that agree to 1e-3.
+object_big and probe_big on and off (cnn: all 16; unet: the 8 N=64 ones and N=128 gs=2). From
+the same initial weights, 20 Adam steps on the same batches give loss curves that agree to 1e-3
+(both architectures).
 """
 
 import numpy as np
@@ -29,7 +30,8 @@ def _describe(rows):
                      for r in rows)
 
 
-@pytest.mark.parametrize("case", checks.MODEL_CASES, ids=lambda c: c.label().replace(" ", ","))
+@pytest.mark.parametrize("case", checks.MODEL_CASES + checks.model_cases("unet", "standard"),
+                         ids=lambda c: c.label().replace(" ", ","))
 def test_transferred_weights_give_the_same_outputs(case):
     rows = checks.check_model(case)
     assert {row.quantity for row in rows} == EXPECTED_QUANTITIES
@@ -51,10 +53,12 @@ def test_synthetic_batches_follow_the_legacy_layout():
     assert total_power.sum(axis=(1, 2)).mean() == pytest.approx(32 ** 2, rel=1e-4)
 
 
-def test_loss_curves_of_20_adam_steps_agree():
+@pytest.mark.parametrize("architecture", ["cnn", "unet"])
+def test_loss_curves_of_20_adam_steps_agree(architecture):
     """Same initial weights, same batches, learning rate from TrainingConfig; Keras uses the
     torch update rule (ptycho.parity.optim) so that only the model and gradients differ."""
-    curves = checks.loss_curves(checks.ModelCase(gridsize=2), steps=20)
+    curves = checks.loss_curves(checks.ModelCase(gridsize=2, architecture=architecture),
+                                steps=20)
     torch_curve, keras_curve = np.array(curves.torch), np.array(curves.tensorflow)
     assert len(torch_curve) == 20 and np.isfinite(torch_curve).all()
     assert torch_curve[-5:].mean() != pytest.approx(torch_curve[0], rel=1e-3)  # it trains

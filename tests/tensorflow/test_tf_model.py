@@ -28,8 +28,12 @@ def _model(**kwargs) -> PtychoPINN:
     ({"gridsize": 2}, 2_340_208),
     ({"gridsize": 2, "object_big": False}, 2_333_500),
     ({"N": 128}, 4_661_212),
+    ({"architecture": "unet"}, 2_777_596),
+    ({"architecture": "unet", "gridsize": 2}, 2_796_400),
+    ({"architecture": "unet", "N": 128}, 5_437_084),
 ])
 def test_parameter_count_matches_reference(kwargs, expected):
+    """The torch counts (tests/torch): cnn 2,331,772 and unet 2,777,596 at N=64, s=2, gs=1."""
     model = _model(**kwargs)
     assert model.count_generator_params() == expected
     n = model.model_config.N
@@ -62,6 +66,9 @@ def test_layer_names_map_one_to_one_on_torch_keys():
     full = torch_state_dict_mapping(_model(pad_object=False))
     assert "generator.amplitude.full_up.conv2.weight" in full
     assert not any("border" in key for key in full)
+    unet = torch_state_dict_mapping(_model(gridsize=2, architecture="unet"))
+    assert set(unet) == set(mapping)       # the same names; the skips widen some inputs
+    assert tuple(unet["generator.amplitude.blocks.1.conv1.weight"][0].shape) == (3, 3, 128 + 256, 64)
 
 
 def _copy_torch_weights(torch_model, keras_model):
@@ -78,6 +85,8 @@ def _copy_torch_weights(torch_model, keras_model):
     {"gridsize": 2},
     {"gridsize": 2, "object_big": False, "amp_activation": "swish"},
     {"pad_object": False, "probe_mask": True, "gaussian_smoothing_sigma": 0.7},
+    {"architecture": "unet", "gridsize": 2},
+    {"architecture": "unet", "pad_object": False},
 ])
 def test_forward_equals_torch_with_transferred_weights(rng, kwargs):
     """Same architecture and physics: copying the torch weights gives the same outputs."""
@@ -117,8 +126,9 @@ def test_predict_shape_and_wrong_gridsize_is_rejected(small_scan):
         model.predict([grouped2.X() * 10.0, grouped2.coords()["relative"]])
 
 
-def test_payload_round_trip_restores_every_weight(small_scan):
-    cfg = ModelConfig(N=64, gridsize=2)
+@pytest.mark.parametrize("architecture", ["cnn", "unet"])
+def test_payload_round_trip_restores_every_weight(small_scan, architecture):
+    cfg = ModelConfig(N=64, gridsize=2, architecture=architecture)
     probe = physics.normalize_probe(small_scan.probe).astype(np.complex64)
     module = PtychoPINN(cfg, probe, 10.0, probe_trainable=True)
     module.scaler.log_scale.assign(np.log(12.5))
@@ -144,6 +154,10 @@ def test_payload_for_another_configuration_is_refused(small_scan):
                 "intensity_scale": 10.0}
     with pytest.raises(ArchiveError):
         load_model(manifest, payload, physics.default_probe(64))
+    unet = TFTrainedModel(_model(architecture="unet")).payload_bytes()
+    manifest = {"model_config": dataclasses.asdict(ModelConfig(N=64)), "intensity_scale": 10.0}
+    with pytest.raises(ArchiveError):     # a unet payload under a cnn manifest
+        load_model(manifest, unet, physics.default_probe(64))
 
 
 def test_split_indices_is_seeded_and_disjoint():
@@ -157,25 +171,31 @@ def test_split_indices_is_seeded_and_disjoint():
     assert len(split_indices(2, 0.9, 0)[0]) == 1
 
 
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
+@pytest.mark.parametrize("gridsize, architecture", [(1, "cnn"), (2, "cnn"), (2, "unet")])
+def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize, architecture):
     from ptycho_testing import check_central_only_predict
 
-    check_central_only_predict(TFTrainedModel(_model(gridsize=gridsize)), small_scan, gridsize)
+    check_central_only_predict(TFTrainedModel(_model(gridsize=gridsize, architecture=architecture)),
+                               small_scan, gridsize)
 
 
-@pytest.mark.parametrize("c_in, c_out", [(64, 1), (5, 3)])
-def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
-    """Values and gradients (input, kernel, bias) of the phase form match upsample + conv."""
+@pytest.mark.parametrize("c_in, c_out, c_skip", [(64, 1, 0), (5, 3, 0), (5, 3, 7)])
+def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out, c_skip):
+    """Values and gradients (input, kernel, bias) of the phase form match upsample + conv;
+    with a unet skip, conv of [upsampled input, skip] concatenated on the channel axis."""
     from ptycho.backends.tensorflow.network import _conv, _upsample, conv_after_upsample
 
     rng = np.random.default_rng(0)
     conv = _conv(c_out, "probe_head")
-    conv.build((None, 6, 9, c_in))
+    conv.build((None, 6, 9, c_in + c_skip))
     conv.bias.assign(rng.normal(size=c_out).astype(np.float32))
     x = tf.constant(rng.normal(size=(2, 6, 9, c_in)).astype(np.float32))
+    skip = (tf.constant(rng.normal(size=(2, 12, 18, c_skip)).astype(np.float32))
+            if c_skip else None)
     results = []
-    for fn in (lambda x: conv(_upsample(x)), lambda x: conv_after_upsample(x, conv)):
+    for fn in (lambda x: conv(_upsample(x) if skip is None else
+                              tf.concat([_upsample(x), skip], -1)),
+               lambda x: conv_after_upsample(x, conv, skip)):
         with tf.GradientTape() as tape:
             tape.watch(x)
             out = fn(x)
@@ -188,16 +208,21 @@ def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
         np.testing.assert_allclose(phase.numpy(), reference.numpy(), rtol=0, atol=2e-6 * scale)
 
 
-@pytest.mark.parametrize("pad_object", [True, False])
-def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object):
-    """The border head (pad_object) and the full-resolution head (not) use the phase form."""
+@pytest.mark.parametrize("pad_object, architecture",
+                         [(True, "cnn"), (False, "cnn"), (True, "unet"), (False, "unet")])
+def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object, architecture):
+    """The border head (pad_object) and the full-resolution head (not) use the phase form
+    (unet: of the upsampled features concatenated with the level-0 encoder map)."""
     from ptycho.backends.tensorflow import network
 
-    model = _model(pad_object=pad_object)
+    def upsample_then_conv(y, conv, skip=None):
+        up = network._upsample(y)
+        return conv(up if skip is None else tf.concat([up, skip], -1))
+
+    model = _model(pad_object=pad_object, architecture=architecture)
     x = tf.constant(np.random.default_rng(0).random((2, 64, 64, 1)).astype(np.float32))
     phase_form = model.generator(x)
-    monkeypatch.setattr(network, "conv_after_upsample",
-                        lambda y, conv: conv(network._upsample(y)))
+    monkeypatch.setattr(network, "conv_after_upsample", upsample_then_conv)
     reference = model.generator(x)
     for got, want in zip(phase_form, reference):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)

@@ -20,8 +20,13 @@ QUIET = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
     ({}, 2_331_772),
     ({"gridsize": 2}, 2_340_208),
     ({"gridsize": 2, "object_big": False}, 2_333_500),
+    ({"architecture": "unet"}, 2_777_596),
+    ({"architecture": "unet", "gridsize": 2}, 2_796_400),
+    ({"architecture": "unet", "gridsize": 2, "object_big": False}, 2_779_324),
 ])
 def test_parameter_count_matches_reference(kwargs, expected):
+    """cnn: 2,331,772 at N=64, s=2, gs=1 (TensorFlow reference); unet: 2,777,596 (the skips
+    add 445,824 input-channel weights; same in the Keras model, tests/tensorflow)."""
     model = PtychoPINN(ModelConfig(N=64, **kwargs), physics.default_probe(64), 10.0,
                        intensity_scale_trainable=False)
     generator_params = sum(p.numel() for p in model.generator.parameters())
@@ -102,20 +107,23 @@ def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
         ModelConfig(N=64, gridsize=gridsize), physics.default_probe(64), 10.0)), small_scan, gridsize)
 
 
-@pytest.mark.parametrize("c_in, c_out", [(64, 1), (5, 3)])
-def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
-    """Values and gradients (input, weight, bias) of the phase form match upsample + conv."""
+@pytest.mark.parametrize("c_in, c_out, c_skip", [(64, 1, 0), (5, 3, 0), (5, 3, 7)])
+def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out, c_skip):
+    """Values and gradients (input, weight, bias) of the phase form match upsample + conv;
+    with a unet skip, conv of [upsampled input, skip] concatenated on the channel axis."""
     from torch.nn import functional as F
 
     from ptycho.backends.pytorch.network import _conv, conv_after_upsample
 
     torch.manual_seed(0)
-    conv = _conv(c_in, c_out).double()
+    conv = _conv(c_in + c_skip, c_out).double()
     torch.nn.init.normal_(conv.bias)
     x = torch.randn(2, c_in, 6, 9, dtype=torch.float64, requires_grad=True)
+    skip = torch.randn(2, c_skip, 12, 18, dtype=torch.float64) if c_skip else None
     results = []
-    for fn in (lambda x: conv(F.interpolate(x, scale_factor=2, mode="nearest")),
-               lambda x: conv_after_upsample(x, conv)):
+    for fn in (lambda x: conv(torch.cat([F.interpolate(x, scale_factor=2, mode="nearest")]
+                                        + ([skip] if c_skip else []), 1)),
+               lambda x: conv_after_upsample(x, conv, skip)):
         conv.zero_grad()
         x.grad = None
         out = fn(x)
@@ -128,11 +136,12 @@ def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out):
         np.testing.assert_allclose(phase.numpy(), reference.numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_every_convolution_runs_channels_last(gridsize):
+@pytest.mark.parametrize("gridsize, architecture", [(1, "cnn"), (2, "cnn"), (1, "unet")])
+def test_every_convolution_runs_channels_last(gridsize, architecture):
     """Every convolution output is channels-last (NHWC): oneDNN's NCHW path trains about 1.6x
     slower on CPU, and a layer falling back to it would convert its neighbours' tensors too."""
-    model = PtychoPINN(ModelConfig(N=64, gridsize=gridsize), physics.default_probe(64), 10.0)
+    model = PtychoPINN(ModelConfig(N=64, gridsize=gridsize, architecture=architecture),
+                       physics.default_probe(64), 10.0)
     layouts = []
     hooks = [module.register_forward_hook(
         lambda module, inputs, output: layouts.append(
@@ -158,21 +167,124 @@ def test_training_works_after_a_first_forward_under_inference_mode():
     assert model.generator.amplitude.border_head.weight.grad is not None
 
 
-@pytest.mark.parametrize("pad_object", [True, False])
-def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object):
-    """The border head (pad_object) and the full-resolution head (not) use the phase form."""
+def _upsample_then_conv(y, conv, skip=None):
     from torch.nn import functional as F
 
+    up = F.interpolate(y, scale_factor=2, mode="nearest")
+    return conv(up if skip is None else torch.cat([up, skip], 1))
+
+
+@pytest.mark.parametrize("pad_object, architecture",
+                         [(True, "cnn"), (False, "cnn"), (True, "unet"), (False, "unet")])
+def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object, architecture):
+    """The border head (pad_object) and the full-resolution head (not) use the phase form
+    (unet: of the upsampled features concatenated with the level-0 encoder map)."""
     from ptycho.backends.pytorch import network
 
     torch.manual_seed(0)
-    model = PtychoPINN(ModelConfig(N=64, pad_object=pad_object), physics.default_probe(64), 1.0)
+    model = PtychoPINN(ModelConfig(N=64, pad_object=pad_object, architecture=architecture),
+                       physics.default_probe(64), 1.0)
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         phase_form = model.generator(x)
-        monkeypatch.setattr(network, "conv_after_upsample",
-                            lambda y, conv: conv(F.interpolate(y, scale_factor=2, mode="nearest")))
+        monkeypatch.setattr(network, "conv_after_upsample", _upsample_then_conv)
         reference = model.generator(x)
     for got, want in zip(phase_form, reference):
         np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
     assert float(reference[0].abs().max()) > 0
+
+
+@pytest.mark.parametrize("N, gridsize", [(64, 1), (64, 2), (128, 1)])
+def test_unet_forward_shapes(N, gridsize):
+    channels = gridsize ** 2
+    model = PtychoPINN(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
+                                   architecture="unet"), physics.default_probe(N), 10.0)
+    out = model(torch.rand(2, channels, N, N), torch.zeros(2, channels, 2))
+    assert out.patches.shape == (2, channels, N, N)
+    assert out.amplitude.shape == (2, channels, N, N)
+    assert torch.isfinite(out.amplitude).all()
+
+
+def test_unet_wiring_matches_its_description():
+    """N=64, pad_object, probe_big, written out with plain upsampling and concatenation:
+    encoder maps e0 (64 px), e1 (32), e2 (16); block 1 <- e2, centre head and border_up <- e1,
+    border head <- e0; always [decoder features, encoder skip]."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(1)
+    generator = PtychoPINN(ModelConfig(N=64, n_filters_scale=1, architecture="unet"),
+                           physics.default_probe(64), 1.0).generator
+    x = torch.rand(2, 1, 64, 64)
+
+    def up(t):
+        return F.interpolate(t, scale_factor=2, mode="nearest")
+
+    def cat(*tensors):
+        return torch.cat(tensors, 1)
+
+    with torch.no_grad():
+        e0 = generator.encoder[0].features(x)
+        e1 = generator.encoder[1].features(F.max_pool2d(e0, 2))
+        e2 = generator.encoder[2].features(F.max_pool2d(e1, 2))
+        bottleneck = F.max_pool2d(e2, 2)
+        got = generator(x)
+        for branch, output in zip((generator.amplitude, generator.phase), got):
+            d = up(branch.blocks[0].features(bottleneck))
+            d = up(branch.blocks[1].features(cat(d, e2)))
+            centre = branch._head_activation(branch.head(cat(d[:, :-4], e1)))
+            border = F.silu(branch.border_head(cat(up(branch.border_up.features(
+                cat(d[:, -4:], e1))), e0)))
+            expected = F.pad(centre, (16, 16, 16, 16)) + border * branch.border_mask
+            np.testing.assert_allclose(output.numpy(), expected.numpy(), rtol=0, atol=1e-5)
+    assert generator.amplitude.blocks[1].conv1.in_channels == 64 + 128
+    assert generator.amplitude.head.in_channels == 32 - 4 + 64
+    assert generator.phase.border_up.conv1.in_channels == 4 + 64
+    assert generator.phase.border_head.in_channels == 32 + 32
+
+
+@pytest.mark.parametrize("gridsize", [1, 2])
+def test_unet_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
+    from ptycho.backends.pytorch.trained_model import TorchTrainedModel
+    from ptycho_testing import check_central_only_predict
+
+    torch.manual_seed(0)
+    check_central_only_predict(TorchTrainedModel(PtychoPINN(
+        ModelConfig(N=64, gridsize=gridsize, n_filters_scale=1, architecture="unet"),
+        physics.default_probe(64), 10.0)), small_scan, gridsize)
+
+
+def _rewrite_manifest(folder, change) -> None:
+    import json
+    import zipfile
+
+    path = folder / "wts.h5.zip"
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    manifest = json.loads(members["manifest.json"])
+    change(manifest)
+    members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+@pytest.mark.parametrize("architecture", ["unet", "cnn"])
+def test_archive_round_trip_keeps_the_architecture(small_scan, tmp_path, architecture):
+    """The manifest records the architecture; a cnn archive without the field (written before
+    it existed) loads as cnn and predicts identically."""
+    from ptycho.backends.pytorch.trained_model import TorchTrainedModel
+
+    torch.manual_seed(2)
+    cfg = ModelConfig(N=64, n_filters_scale=1, architecture=architecture)
+    model = TorchTrainedModel(PtychoPINN(cfg, physics.default_probe(64), 10.0))
+    write_archive(tmp_path, model, TrainingConfig(model=cfg), nphotons=1e5)
+    assert read_archive(tmp_path).manifest["model_config"]["architecture"] == architecture
+    if architecture == "cnn":
+        _rewrite_manifest(tmp_path, lambda m: m["model_config"].pop("architecture"))
+        assert "architecture" not in read_archive(tmp_path).manifest["model_config"]
+    archive = read_archive(tmp_path)
+    reloaded = load_model(archive.manifest, archive.payload, archive.probe)
+    assert reloaded.model_config.architecture == architecture
+    grouped = GroupedData.from_scan(small_scan, 1)
+    inputs = [grouped.X(slice(0, 8)) * np.float32(10.0), grouped.coords(slice(0, 8))["relative"]]
+    np.testing.assert_array_equal(reloaded.predict(inputs), model.predict(inputs))

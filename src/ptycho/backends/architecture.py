@@ -1,6 +1,13 @@
-"""Framework-free description of the ``cnn`` architecture shared by both backends (design §4)."""
+"""Framework-free description of the generator architectures shared by both backends (design §4).
+
+``cnn``: encoder of conv-pool levels, separate amplitude and phase decoders of conv-upsample
+levels, no skip connections. ``unet``: the same layers (same parameter names) where every
+decoder stage also reads the encoder feature map of its size (see :func:`skip_channels`).
+"""
 
 from __future__ import annotations
+
+from ptycho.config.config import ARCHITECTURES
 
 #: Feature channels of the last decoder level that feed the probe_big border branch.
 BORDER_CHANNELS = 4
@@ -25,6 +32,43 @@ def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
         raise ValueError(f"the cnn architecture supports N in 64, 128, 256 (got {N})")
     return ([f * scale for f in _ENCODER_BY_N[N]], [f * scale for f in _DECODER_BY_N[N]],
             scale * 2048 // N)
+
+
+def skip_channels(N: int, scale: int, architecture: str = "cnn"
+                  ) -> tuple[list[int], int, int]:
+    """Channels of the encoder skip concatenated into each decoder stage (0: no skip).
+
+    Encoder level ``i`` (``i = 0 .. L-1``, L = ``len(encoder)``) runs its two convolutions at
+    ``N / 2**i`` pixels; its skip is that feature map, before the max-pool. Decoder block ``j``
+    (``j = 0 .. L-2``) runs its convolutions at ``8 * 2**j`` pixels, the N/2 stage (the centre
+    head and the border branch of ``pad_object``, the full-resolution branch without it) at
+    N/2 and the final convolution (border head, or the head without ``pad_object``) at N.
+    In ``unet`` every one of these stages reads, after its own decoder features, the encoder map
+    of its size: block ``j >= 1`` <- encoder level ``L - j``, the N/2 stage <- level 1, the
+    N stage <- level 0 (block 0 reads the bottleneck, the pooled last level, as in ``cnn``).
+    The channel order of every concatenation is ``[decoder features, encoder skip]``.
+    N=64: block 1 (16 px) <- level 2 (128s channels), N/2 stage <- level 1 (64s), N stage <-
+    level 0 (32s). Matching is by size: the input is a diffraction pattern, so encoder pixels
+    are not positions in the object and nothing is cropped (with ``pad_object`` the N/2 stage
+    predicts the central box from the whole level-1 map).
+
+    Returns
+    -------
+    blocks : list of int
+        Skip channels of each decoder block (block 0 always 0).
+    half : int
+        Skip channels of the N/2 stage.
+    full : int
+        Skip channels of the N stage.
+    """
+    encoder, decoder, _ = filter_ladder(N, scale)
+    if architecture == "cnn":
+        return [0] * len(decoder), 0, 0
+    if architecture != "unet":
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)} "
+                         f"(got {architecture!r})")
+    levels = len(encoder)
+    return [0] + [encoder[levels - j] for j in range(1, len(decoder))], encoder[1], encoder[0]
 
 
 #: A 3x3 convolution of a nearest 2x-upsampled map, per output phase: the taps at offsets

@@ -81,14 +81,15 @@ def _check_keys(expected: set[str], given: Mapping, where: str, generator_only: 
         if extra:
             detail.append(f"unexpected {', '.join(extra[:4])}{' ...' if len(extra) > 4 else ''}")
         raise InputError("weights do not fit the model", where,
-                         "weights of a model with the same N, gridsize, n_filters_scale, "
-                         "object_big, probe_big and pad_object", "; ".join(detail))
+                         "weights of a model with the same architecture, N, gridsize, "
+                         "n_filters_scale, object_big, probe_big and pad_object", "; ".join(detail))
 
 
 def _check_shape(key: str, actual: tuple, expected: tuple, where: str) -> None:
     if tuple(actual) != tuple(expected):
         raise InputError("weights do not fit the model", f"{where}:{key}",
-                         f"shape {tuple(expected)} (same N, gridsize and n_filters_scale)",
+                         f"shape {tuple(expected)} (same architecture, N, gridsize and "
+                         "n_filters_scale)",
                          f"shape {tuple(actual)}")
 
 
@@ -159,8 +160,14 @@ def load_initial_weights(module, path: str | Path) -> None:
     backend with the same network configuration. Only the generator (conv kernels and
     biases) is copied: the probe and the intensity scale still come from the training data.
     """
-    state, _ = archive_state(path)
+    state, manifest = archive_state(path)
     where = str(path)
+    config = getattr(module, "model_config", None) or getattr(module, "config", None)
+    made_with = (manifest.get("model_config") or {}).get("architecture", "cnn")
+    if config is not None and made_with != config.architecture:
+        raise InputError("weights do not fit the model", where,
+                         f"an archive of the '{config.architecture}' architecture",
+                         f"an archive of the '{made_with}' architecture")
     if hasattr(module, "state_dict"):
         load_state_into_torch(module, state, generator_only=True, where=where)
     else:

@@ -16,6 +16,8 @@ HELP = {
     "gridsize": "positions per group along each axis (C = gridsize**2 patches per sample)",
     "n_filters_scale": "multiplier of the convolution filter ladder",
     "model_type": "pinn (physics-informed, no ground truth) or supervised (needs objectGuess)",
+    "architecture": "generator network: cnn (encoder and two decoders) or unet (the cnn with "
+                    "skip connections from each encoder level into both decoders)",
     "amp_activation": "amplitude head activation",
     "object_big": "merge each group's patches on one canvas (overlap constraint)",
     "probe_big": "also predict the border outside the central N/2 box",
@@ -26,7 +28,7 @@ HELP = {
     "train_data_file": "training scan (.npz or .h5)",
     "targets": "refine or refine:K: reconstruct the training scan with K iterations of the "
                "iterative solver and also train against it, with weight --realspace_mae_weight "
-               "(1.0 when 0)",
+               "(when 0: 10 per mean count per detector pixel)",
     "test_data_file": "scan to reconstruct after training (.npz or .h5)",
     "batch_size": "samples per optimiser step",
     "nepochs": "maximum number of epochs",

@@ -258,6 +258,7 @@ def _format_archive(summary: dict[str, Any]) -> str:
         ("created", f"{summary['created']} by ptychopinn {summary['ptychopinn_version']} "
                     f"(format {summary['format_version']})"),
         ("N, gridsize", f"{summary['N']}, {summary['gridsize']}"),
+        ("architecture", model.get("architecture", "cnn (not recorded)")),
         ("model", ", ".join(f"{k}={_short(v)}" for k, v in model.items())),
         ("intensity scale", f"{summary['intensity_scale']:.6g} (nphotons {summary['nphotons']:.4g})"),
         ("training", ", ".join(f"{k}={_short(v)}" for k, v in history.items()) or "n/a"),

@@ -46,8 +46,8 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="start both backends from the same seeded initial weights (default: true)")
     add_option(parser, "checks", type=str, default="standard",
                choices=["full", "standard", "quick", "none"],
-               help="parity-table level: full (16 model configurations, both optimiser "
-                    "rules), standard (default), quick, none")
+               help="parity-table level: full (16 model configurations per architecture, "
+                    "both optimiser rules), standard (default), quick, none")
     add_option(parser, "max-psnr-diff-db", type=float, default=1.0, metavar="DB",
                help="largest accepted PSNR difference between the backends (default: 1)")
     add_option(parser, "allow-missing-backend", type=bool, default=False,

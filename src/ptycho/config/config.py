@@ -21,7 +21,7 @@ from ptycho.errors import InputError
 
 SUPPORTED_N = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
-ARCHITECTURES = ("cnn",)
+ARCHITECTURES = ("cnn", "unet")
 MODEL_TYPES = ("pinn", "supervised")
 BACKENDS = ("pytorch", "tensorflow")
 MEASUREMENTS = ("auto", "amplitude", "intensity")
@@ -53,8 +53,10 @@ class ModelConfig:
     model_type : {'pinn', 'supervised'}
         'pinn' trains through the physics (Poisson NLL); 'supervised' regresses ground-truth
         patches (needs ``objectGuess``).
-    architecture : {'cnn'}
-        Generator network.
+    architecture : {'cnn', 'unet'}
+        Generator network: 'cnn' (encoder, amplitude and phase decoders), or 'unet' (the cnn
+        with skip connections from each encoder level into both decoders; same parameter
+        names, more input channels). Archives without the field are 'cnn'.
     amp_activation : {'sigmoid', 'swish', 'softplus', 'relu'}
         Amplitude head activation.
     object_big : bool
@@ -75,7 +77,7 @@ class ModelConfig:
     gridsize: int = 1
     n_filters_scale: int = 2
     model_type: Literal["pinn", "supervised"] = "pinn"
-    architecture: Literal["cnn"] = "cnn"
+    architecture: Literal["cnn", "unet"] = "cnn"
     amp_activation: str = "sigmoid"
     object_big: bool = True
     probe_big: bool = True
@@ -97,8 +99,9 @@ class TrainingConfig:
 
     ``targets='refine'`` or ``'refine:K'`` first reconstructs the training scan with the
     iterative solver (:mod:`ptycho.refine`, K iterations; default its own) and trains against
-    those patches with weight ``realspace_mae_weight`` (amplitude and phase MAE, 1.0 when left
-    at 0) beside the physics loss; the solver's time counts in the training time.
+    those patches with weight ``realspace_mae_weight`` (amplitude and phase MAE; when left at 0,
+    10 per mean count per detector pixel: ``ptycho.workflows.targets.default_target_weight``)
+    beside the physics loss; the solver's time counts in the training time.
 
     Learning-rate schedule and clipping (the same in both backends, see
     :mod:`ptycho.backends.schedule`):

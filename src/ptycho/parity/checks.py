@@ -13,7 +13,8 @@ component
     inputs with an asymmetric complex probe, in float32 and, where the backend op supports it,
     float64. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
 model
-    A torch ``PtychoPINN`` with its random initial weights copied into the Keras model
+    For each generator architecture (``cnn``, ``unet``), a torch ``PtychoPINN`` with its random
+    initial weights copied into the Keras model
     (:mod:`ptycho.backends.weight_transfer`), both fed the same simulated batch: generator patches,
     member patches, the patch on the group mean, predicted amplitudes, the training loss and
     ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
@@ -496,20 +497,44 @@ class ModelCase:
     object_big: bool = True
     probe_big: bool = True
     n_filters_scale: int = 1
+    architecture: str = "cnn"
 
     def model_config(self):
         from ptycho.config.config import ModelConfig
 
         return ModelConfig(N=self.N, gridsize=self.gridsize, object_big=self.object_big,
-                           probe_big=self.probe_big, n_filters_scale=self.n_filters_scale)
+                           probe_big=self.probe_big, n_filters_scale=self.n_filters_scale,
+                           architecture=self.architecture)
 
     def label(self) -> str:
-        return (f"N={self.N} gs={self.gridsize} object_big={'on' if self.object_big else 'off'} "
+        """``N=64 gs=1 object_big=on probe_big=on``, prefixed by the architecture unless cnn."""
+        prefix = "" if self.architecture == "cnn" else f"{self.architecture} "
+        return (f"{prefix}N={self.N} gs={self.gridsize} "
+                f"object_big={'on' if self.object_big else 'off'} "
                 f"probe_big={'on' if self.probe_big else 'off'}")
 
 
-MODEL_CASES = tuple(ModelCase(N, gs, ob, pb) for N in (64, 128) for gs in (1, 2)
-                    for ob in (True, False) for pb in (True, False))
+def model_cases(architecture: str = "cnn", level: str = "full") -> tuple[ModelCase, ...]:
+    """The model configurations of one architecture checked at ``level``.
+
+    full: all 16 combinations of N = 64/128, gridsize 1/2, object_big and probe_big on/off;
+    standard: the 8 N=64 ones and N=128 gs=2 object_big probe_big; quick: N=64 gs=2
+    object_big probe_big.
+    """
+    every = tuple(ModelCase(N, gs, ob, pb, architecture=architecture) for N in (64, 128)
+                  for gs in (1, 2) for ob in (True, False) for pb in (True, False))
+    if level == "full":
+        return every
+    if level == "standard":
+        return tuple(c for c in every if c.N == 64) + (
+            ModelCase(128, 2, True, True, architecture=architecture),)
+    if level == "quick":
+        return (ModelCase(64, 2, True, True, architecture=architecture),)
+    raise ValueError(f"level must be one of full, standard, quick (got {level!r})")
+
+
+#: Every cnn model configuration (see :func:`model_cases`).
+MODEL_CASES = model_cases("cnn")
 
 
 @contextlib.contextmanager
@@ -793,27 +818,37 @@ def available_backends() -> tuple[list[str], dict[str, str]]:
 LEVELS = ("full", "standard", "quick")
 
 
-def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str], ...]]:
-    """``(model cases, ((keras optimizer, steps, recipe), ...))`` run at ``level``.
+#: Architectures whose model checks and loss curve the harness runs beside cnn's.
+OTHER_ARCHITECTURES = ("unet",)
+
+
+def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str, str], ...]]:
+    """``(model cases, ((keras optimizer, steps, recipe, architecture), ...))`` at ``level``.
 
     full
-        All 16 model cases; 20-step loss curves with the torch-rule and the trained Keras Adam,
-        and the torch-rule curve with the cosine schedule and gradient clipping.
+        All 16 model cases of every architecture; for cnn, 20-step loss curves with the
+        torch-rule and the trained Keras Adam and the torch-rule curve with the cosine schedule
+        and gradient clipping; for the others the torch-rule curve.
     standard
-        The 8 N=64 cases and N=128 gs=2 object_big probe_big; the 20-step torch-rule curves
-        with constant rate and with cosine schedule + clipping.
+        The 8 N=64 cases and N=128 gs=2 object_big probe_big of every architecture; the 20-step
+        torch-rule curves of cnn with constant rate and with cosine schedule + clipping, and
+        the constant-rate one of the others.
     quick
-        N=64 gs=2 object_big probe_big only; no loss curve.
+        cnn N=64 gs=2 object_big probe_big only; no loss curve.
     """
-    if level == "full":
-        return MODEL_CASES, (("torch_adam", 20, "adam"), ("keras_adam", 20, "adam"),
-                             ("torch_adam", 20, "cosine+clip"))
-    if level == "standard":
-        return (tuple(c for c in MODEL_CASES if c.N == 64) + (ModelCase(128, 2, True, True),),
-                (("torch_adam", 20, "adam"), ("torch_adam", 20, "cosine+clip")))
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)} (got {level!r})")
     if level == "quick":
-        return (ModelCase(64, 2, True, True),), ()
-    raise ValueError(f"level must be one of {', '.join(LEVELS)} (got {level!r})")
+        return model_cases("cnn", "quick"), ()
+    cases = model_cases("cnn", level)
+    for architecture in OTHER_ARCHITECTURES:
+        cases += model_cases(architecture, level)
+    curves = (("torch_adam", 20, "adam", "cnn"),)
+    if level == "full":
+        curves += (("keras_adam", 20, "adam", "cnn"),)
+    curves += (("torch_adam", 20, "cosine+clip", "cnn"),)
+    curves += tuple(("torch_adam", 20, "adam", a) for a in OTHER_ARCHITECTURES)
+    return cases, curves
 
 
 def run_checks(level: str = "standard") -> list[CheckResult]:
@@ -848,8 +883,11 @@ def _run_checks(cases, curves, usable: list[str], errors: dict[str, str]) -> lis
         return rows
     for case in cases:
         rows += _guarded("model", case.label(), check_model, case)
-    for optimizer, steps, recipe in curves:
+    for optimizer, steps, recipe, architecture in curves:
         name = optimizer if recipe == "adam" else f"{optimizer}, {recipe}"
+        if architecture != "cnn":
+            name = f"{architecture}, {name}"
         rows += _guarded("training", f"loss curve ({name})", check_loss_curves,
-                         ModelCase(gridsize=2), steps, optimizer, recipe)
+                         ModelCase(gridsize=2, architecture=architecture), steps, optimizer,
+                         recipe)
     return rows

@@ -1,7 +1,9 @@
-"""The ``cnn`` generator (design section 4): encoder, separate amplitude and phase decoders.
+"""The generators (design section 4): encoder, separate amplitude and phase decoders.
 
 Input ``(B, C, N, N)`` normalised amplitudes; output ``(amplitude, phase)`` each
-``(B, C_out, N, N)`` with ``C_out = C`` when ``object_big`` else 1. No skip connections.
+``(B, C_out, N, N)`` with ``C_out = C`` when ``object_big`` else 1. ``cnn``: no skip
+connections; ``unet``: the same modules, each decoder stage also reading the encoder feature
+map of its size (:func:`ptycho.backends.architecture.skip_channels`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ptycho.backends.architecture import BORDER_CHANNELS, PHASE_TAPS, filter_ladder
+from ptycho.backends.architecture import (
+    BORDER_CHANNELS,
+    PHASE_TAPS,
+    filter_ladder,
+    skip_channels,
+)
 from ptycho.config.config import ModelConfig
 
 
@@ -59,7 +66,8 @@ def _phase_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         return torch.tensor(PHASE_TAPS, dtype=dtype, device=device)
 
 
-def conv_after_upsample(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+def conv_after_upsample(x: torch.Tensor, conv: nn.Conv2d, skip: torch.Tensor | None = None
+                        ) -> torch.Tensor:
     """``conv(F.interpolate(x, scale_factor=2, mode='nearest'))`` without the upsampled input.
 
     A 3x3 convolution of a nearest-upsampled image is, for each of the four output phases
@@ -71,13 +79,21 @@ def conv_after_upsample(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     of 348).
 
     x (B, C, H, W) -> (B, conv.out_channels, 2H, 2W); ``conv`` is 3x3 with padding 1.
+
+    With ``skip`` (B, S, 2H, 2W) the result is ``conv(cat([upsample(x), skip], 1))`` (``conv``
+    has C + S input channels): the phase form on the first C input channels plus a plain
+    convolution of ``skip`` with the other S.
     """
+    kernel = conv.weight if skip is None else conv.weight[:, :x.shape[1]]
     taps = _phase_taps(conv.weight.dtype, conv.weight.device)  # (phase, 3, 3)
     # weight[o, i, a, b] for output phase (p, q): sum_rc taps[p, a, r] k[o, i, r, c] taps[q, b, c]
-    weight = torch.einsum("par,oirc,qbc->opqiab", taps, conv.weight, taps)
-    weight = weight.reshape(-1, *conv.weight.shape[1:])
+    weight = torch.einsum("par,oirc,qbc->opqiab", taps, kernel, taps)
+    weight = weight.reshape(-1, *kernel.shape[1:])
     bias = conv.bias.repeat_interleave(4) if conv.bias is not None else None
-    return F.pixel_shuffle(F.conv2d(x, weight, bias, padding=1), 2)
+    out = F.pixel_shuffle(F.conv2d(x, weight, bias, padding=1), 2)
+    if skip is None:
+        return out
+    return out + F.conv2d(skip, conv.weight[:, x.shape[1]:], None, padding=1)
 
 
 def _activation(name: str):
@@ -92,14 +108,20 @@ class DecoderBranch(nn.Module):
     the last 4 feature channels; with ``probe_big`` the last 4 channels feed a border branch
     (ConvUp to N, 3x3 conv, swish) kept outside the central box. ``central_only=True`` skips
     the border branch (zeros outside the central box; inference that uses only the centre).
+
+    ``skip_widths = (blocks, half, full)`` (:func:`~ptycho.backends.architecture.skip_channels`):
+    encoder channels concatenated after the decoder features at the input of each block, of
+    the N/2 stage (head and border_up, or full_up) and of the N stage (border_head, or head).
     """
 
     def __init__(self, c_in: int, decoder_filters: list[int], border_filters: int, c_out: int,
-                 activation: str, config: ModelConfig):
+                 activation: str, config: ModelConfig,
+                 skip_widths: tuple[list[int], int, int] | None = None):
         super().__init__()
+        block_skips, half, full = skip_widths or ([0] * len(decoder_filters), 0, 0)
         blocks = []
-        for filters in decoder_filters:
-            blocks.append(ConvBlock(c_in, filters, "up"))
+        for filters, skip in zip(decoder_filters, block_skips):
+            blocks.append(ConvBlock(c_in + skip, filters, "up"))
             c_in = filters
         self.blocks = nn.ModuleList(blocks)
         self.activation = activation
@@ -107,34 +129,45 @@ class DecoderBranch(nn.Module):
         self.probe_big = config.probe_big and config.pad_object
         n = config.N
         if self.pad_object:
-            self.head = _conv(c_in - BORDER_CHANNELS, c_out)
+            self.head = _conv(c_in - BORDER_CHANNELS + half, c_out)
             if self.probe_big:
-                self.border_up = ConvBlock(BORDER_CHANNELS, border_filters, "up")
-                self.border_head = _conv(border_filters, c_out)
+                self.border_up = ConvBlock(BORDER_CHANNELS + half, border_filters, "up")
+                self.border_head = _conv(border_filters + full, c_out)
                 border = torch.ones(n, n)
                 border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
                 self.register_buffer("border_mask", border, persistent=False)
         else:
-            self.full_up = ConvBlock(c_in, border_filters, "up")
-            self.head = _conv(border_filters, c_out)
+            self.full_up = ConvBlock(c_in + half, border_filters, "up")
+            self.head = _conv(border_filters + full, c_out)
 
     def _head_activation(self, x: torch.Tensor) -> torch.Tensor:
         if self.activation == "phase":
             return math.pi * torch.tanh(x)
         return _activation(self.activation)(x)
 
-    def forward(self, features: torch.Tensor, central_only: bool = False) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, central_only: bool = False,
+                skips: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """``skips``: the encoder feature maps (level 0 first) for ``unet``; None for ``cnn``."""
         x = features
-        for block in self.blocks:
+        levels = len(skips) if skips else 0
+        for j, block in enumerate(self.blocks):
+            if skips and j:
+                x = torch.cat([x, skips[levels - j]], 1)
             x = block(x)
+        half, full = (skips[1], skips[0]) if skips else (None, None)
+
+        def join(decoder: torch.Tensor) -> torch.Tensor:
+            return decoder if half is None else torch.cat([decoder, half], 1)
+
         if not self.pad_object:
-            return self._head_activation(conv_after_upsample(self.full_up.features(x), self.head))
+            return self._head_activation(
+                conv_after_upsample(self.full_up.features(join(x)), self.head, full))
         quarter = x.shape[-1] // 2
-        centre = self._head_activation(self.head(x[:, :-BORDER_CHANNELS]))
+        centre = self._head_activation(self.head(join(x[:, :-BORDER_CHANNELS])))
         out = F.pad(centre, (quarter, quarter, quarter, quarter))
         if self.probe_big and not central_only:
-            features = self.border_up.features(x[:, -BORDER_CHANNELS:])
-            border = F.silu(conv_after_upsample(features, self.border_head))
+            features = self.border_up.features(join(x[:, -BORDER_CHANNELS:]))
+            border = F.silu(conv_after_upsample(features, self.border_head, full))
             out = out + border * self.border_mask
         return out
 
@@ -142,6 +175,7 @@ class DecoderBranch(nn.Module):
 class CnnGenerator(nn.Module):
     """Encoder + amplitude/phase decoders. forward(x (B, C, N, N)) -> (amp, phase) (B, C_out, N, N).
 
+    ``config.architecture``: 'cnn', or 'unet' (skip connections, see :class:`DecoderBranch`).
     ``forward(x, central_only=True)`` computes only the central N/2 x N/2 box exactly (the
     border branch is skipped and the border left zero); see :class:`DecoderBranch`.
     """
@@ -157,13 +191,22 @@ class CnnGenerator(nn.Module):
             blocks.append(ConvBlock(c_in, filters, "pool"))
             c_in = filters
         self.encoder = nn.ModuleList(blocks)
+        self.unet = config.architecture == "unet"
+        widths = skip_channels(config.N, config.n_filters_scale, config.architecture)
         c_out = channels if config.object_big else 1
         self.amplitude = DecoderBranch(c_in, decoder_filters, border_filters, c_out,
-                                       config.amp_activation, config)
-        self.phase = DecoderBranch(c_in, decoder_filters, border_filters, c_out, "phase", config)
+                                       config.amp_activation, config, widths)
+        self.phase = DecoderBranch(c_in, decoder_filters, border_filters, c_out, "phase", config,
+                                   widths)
 
     def forward(self, x: torch.Tensor, central_only: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.unet:
+            for block in self.encoder:
+                x = block(x)
+            return self.amplitude(x, central_only), self.phase(x, central_only)
+        skips = []
         for block in self.encoder:
-            x = block(x)
-        return self.amplitude(x, central_only), self.phase(x, central_only)
+            skips.append(block.features(x))
+            x = F.max_pool2d(skips[-1], 2)
+        return (self.amplitude(x, central_only, skips), self.phase(x, central_only, skips))

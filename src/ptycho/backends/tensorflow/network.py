@@ -1,7 +1,10 @@
-"""The ``cnn`` generator in Keras 3 (design section 4), layer for layer the torch one.
+"""The generators in Keras 3 (design section 4), layer for layer the torch ones.
 
 Input ``(B, N, N, C)`` normalised amplitudes (channels-last); output ``(amplitude, phase)``
-each ``(B, N, N, C_out)`` with ``C_out = C`` when ``object_big`` else 1. No skip connections.
+each ``(B, N, N, C_out)`` with ``C_out = C`` when ``object_big`` else 1. ``cnn``: no skip
+connections; ``unet``: the same layers (same names), each decoder stage also reading the
+encoder feature map of its size (:func:`ptycho.backends.architecture.skip_channels`; the
+concatenation order ``[decoder features, encoder skip]`` on the channel axis, as in torch).
 
 Layer names and the torch mapping
 ---------------------------------
@@ -35,7 +38,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho.backends.architecture import BORDER_CHANNELS, PHASE_TAPS, filter_ladder
+from ptycho.backends.architecture import (
+    BORDER_CHANNELS,
+    PHASE_TAPS,
+    filter_ladder,
+    skip_channels,
+)
 from ptycho.config.config import ModelConfig
 
 
@@ -54,20 +62,27 @@ def _upsample(x: tf.Tensor) -> tf.Tensor:
     return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
-def conv_after_upsample(x: tf.Tensor, conv: keras.layers.Conv2D) -> tf.Tensor:
+def conv_after_upsample(x: tf.Tensor, conv: keras.layers.Conv2D, skip: tf.Tensor | None = None
+                        ) -> tf.Tensor:
     """``conv(_upsample(x))`` computed without the upsampled input (built ``conv``, 3x3 'same').
 
     The four output phases are one convolution of ``x`` with pairwise-summed taps and
     4x the output channels, interleaved by ``tf.nn.depth_to_space`` (the torch network's
-    ``conv_after_upsample``). x (B, H, W, C) -> (B, 2H, 2W, conv.filters).
+    ``conv_after_upsample``). x (B, H, W, C) -> (B, 2H, 2W, conv.filters). With ``skip``
+    (B, 2H, 2W, S): ``conv(concat([_upsample(x), skip], -1))`` (``conv`` has C + S inputs).
     """
+    channels = x.shape[-1]
     taps = tf.constant(PHASE_TAPS, dtype=conv.kernel.dtype)
-    kernel = tf.einsum("par,rcio,qbc->abipqo", taps, conv.kernel, taps)
+    full = conv.kernel if skip is None else conv.kernel[:, :, :channels]
+    kernel = tf.einsum("par,rcio,qbc->abipqo", taps, full, taps)
     kernel = tf.reshape(kernel, (3, 3, -1, 4 * conv.filters))
     y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
     if conv.use_bias:
         y = y + tf.tile(conv.bias, [4])
-    return tf.nn.depth_to_space(y, 2)
+    y = tf.nn.depth_to_space(y, 2)
+    if skip is None:
+        return y
+    return y + tf.nn.conv2d(skip, conv.kernel[:, :, channels:], strides=1, padding="SAME")
 
 
 def _build_pair(block, input_shape) -> None:
@@ -122,11 +137,15 @@ class DecoderBranch(keras.layers.Layer):
     (ConvUp to N, 3x3 conv, swish) kept outside the central box. Without ``pad_object`` a
     ConvUp to N and the head predict the full patch. ``call(features, central_only=True)``
     skips the border branch (zeros outside the central box; inference that uses only the centre).
+    ``skip_widths = (blocks, half, full)`` (``architecture.skip_channels``): encoder channels
+    concatenated after the decoder features at each block, the N/2 stage and the N stage.
     """
 
     def __init__(self, branch: str, decoder_filters: list[int], border_filters: int, c_out: int,
-                 activation: str, config: ModelConfig, **kwargs):
+                 activation: str, config: ModelConfig,
+                 skip_widths: tuple[list[int], int, int] | None = None, **kwargs):
         super().__init__(name=branch, **kwargs)
+        self.skip_widths = skip_widths or ([0] * len(decoder_filters), 0, 0)
         self.blocks = [ConvBlock(filters, f"{branch}.blocks.{j}", "up")
                        for j, filters in enumerate(decoder_filters)]
         self.activation_name = activation
@@ -146,17 +165,18 @@ class DecoderBranch(keras.layers.Layer):
 
     def build(self, input_shape):
         shape = tuple(input_shape)
-        for block in self.blocks:
-            block.build(shape)
+        block_skips, half, full = self.skip_widths
+        for block, skip in zip(self.blocks, block_skips):
+            block.build(shape[:-1] + (shape[-1] + skip,))
             shape = _scaled(shape, 2, block.filters)
         if self.pad_object:
-            self.head.build(shape[:-1] + (shape[-1] - BORDER_CHANNELS,))
+            self.head.build(shape[:-1] + (shape[-1] - BORDER_CHANNELS + half,))
             if self.probe_big:
-                self.border_up.build(shape[:-1] + (BORDER_CHANNELS,))
-                self.border_head.build(_scaled(shape, 2, self.border_up.filters))
+                self.border_up.build(shape[:-1] + (BORDER_CHANNELS + half,))
+                self.border_head.build(_scaled(shape, 2, self.border_up.filters + full))
         else:
-            self.full_up.build(shape)
-            self.head.build(_scaled(shape, 2, self.full_up.filters))
+            self.full_up.build(shape[:-1] + (shape[-1] + half,))
+            self.head.build(_scaled(shape, 2, self.full_up.filters + full))
         self.built = True
 
     def _head_activation(self, x):
@@ -164,24 +184,34 @@ class DecoderBranch(keras.layers.Layer):
             return math.pi * tf.math.tanh(x)
         return _ACTIVATIONS[self.activation_name](x)
 
-    def call(self, features, central_only: bool = False):
+    def call(self, features, central_only: bool = False, skips=None):
+        """``skips``: the encoder feature maps (level 0 first) for ``unet``; None for ``cnn``."""
         x = features
-        for block in self.blocks:
+        levels = len(skips) if skips else 0
+        for j, block in enumerate(self.blocks):
+            if skips and j:
+                x = tf.concat([x, skips[levels - j]], -1)
             x = block(x)
+        half, full = (skips[1], skips[0]) if skips else (None, None)
+
+        def join(decoder):
+            return decoder if half is None else tf.concat([decoder, half], -1)
+
         if not self.pad_object:
-            return self._head_activation(conv_after_upsample(self.full_up.features(x), self.head))
+            return self._head_activation(
+                conv_after_upsample(self.full_up.features(join(x)), self.head, full))
         quarter = x.shape[1] // 2
-        centre = self._head_activation(self.head(x[..., :-BORDER_CHANNELS]))
+        centre = self._head_activation(self.head(join(x[..., :-BORDER_CHANNELS])))
         out = tf.pad(centre, [[0, 0], [quarter, quarter], [quarter, quarter], [0, 0]])
         if self.probe_big and not central_only:
-            features = self.border_up.features(x[..., -BORDER_CHANNELS:])
-            border = tf.nn.silu(conv_after_upsample(features, self.border_head))
+            features = self.border_up.features(join(x[..., -BORDER_CHANNELS:]))
+            border = tf.nn.silu(conv_after_upsample(features, self.border_head, full))
             out = out + border * self._border_mask
         return out
 
 
 class CnnGenerator(keras.layers.Layer):
-    """Encoder + amplitude/phase decoders.
+    """Encoder + amplitude/phase decoders (``config.architecture`` 'cnn' or 'unet').
 
     ``call(x (B, N, N, C) float32) -> (amplitude, phase)``, each (B, N, N, C_out) float32;
     amplitude from ``amp_activation``, phase ``pi * tanh`` (radians).
@@ -197,11 +227,13 @@ class CnnGenerator(keras.layers.Layer):
         self.n = int(config.N)
         self.encoder = [ConvBlock(filters, f"encoder.{i}", "pool")
                         for i, filters in enumerate(encoder_filters)]
+        self.unet = config.architecture == "unet"
+        widths = skip_channels(config.N, config.n_filters_scale, config.architecture)
         c_out = channels if config.object_big else 1
         self.amplitude = DecoderBranch("amplitude", decoder_filters, border_filters, c_out,
-                                       config.amp_activation, config)
+                                       config.amp_activation, config, widths)
         self.phase = DecoderBranch("phase", decoder_filters, border_filters, c_out, "phase",
-                                   config)
+                                   config, widths)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -213,10 +245,17 @@ class CnnGenerator(keras.layers.Layer):
         self.built = True
 
     def call(self, x, central_only: bool = False):
+        if not self.unet:
+            for block in self.encoder:
+                x = block(x)
+            return (self.amplitude(x, central_only=central_only),
+                    self.phase(x, central_only=central_only))
+        skips = []
         for block in self.encoder:
-            x = block(x)
-        return (self.amplitude(x, central_only=central_only),
-                self.phase(x, central_only=central_only))
+            skips.append(block.features(x))
+            x = _max_pool(skips[-1])
+        return (self.amplitude(x, central_only=central_only, skips=skips),
+                self.phase(x, central_only=central_only, skips=skips))
 
     def conv_layers(self) -> list[keras.layers.Conv2D]:
         """Every Conv2D of the generator, in torch state-dict order."""
