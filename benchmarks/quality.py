@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import json
 import statistics
 import sys
@@ -52,6 +53,9 @@ SCANS = {
 SCAN_COMMON = dict(probe_kind="defocused", scan_kind="spiral", N=64, object_size=224, step=6.0,
                    n_positions=512, nphotons=1e6)
 COMPONENTS = ("amplitude", "phase")
+#: pty-chi LSQML figures quoted in issue 14: (epochs, same scan amp/phase, other scan amp/phase).
+LSQML_REFERENCE = ((4, "0.71 / 0.34", "0.55 / 0.81"), (8, "0.83 / 0.44", "0.90 / 0.97"),
+                   (20, "0.90 / 0.57", "0.94 / 0.99"), (40, "0.94 / 0.67", "0.95 / 0.99"))
 
 
 def make_scans(names=SCANS) -> dict:
@@ -142,12 +146,12 @@ def bench_refine(scans, regions, args) -> dict:
     return out
 
 
-def train_model(scan, backend: str, epochs: int, seed: int, **fields):
+def train_model(scan, backend: str, architecture: str, epochs: int, seed: int, **fields):
     from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
     from ptycho.workflows import training
 
-    config = TrainingConfig(model=ModelConfig(N=scan.N), nepochs=epochs, backend=backend,
-                            seed=seed, **fields)
+    config = TrainingConfig(model=ModelConfig(N=scan.N, architecture=architecture),
+                            nepochs=epochs, backend=backend, seed=seed, **fields)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         config.output_dir = Path(tmp)
@@ -156,12 +160,16 @@ def train_model(scan, backend: str, epochs: int, seed: int, **fields):
     return result.model, time.perf_counter() - started, len(result.history["epoch"])
 
 
-def network_scores(model, scans, regions, refine_iterations) -> dict:
-    """Scores of the network on every scan, and after K solver iterations from its output."""
+def network_scores(model, scans, regions, refine_iterations) -> tuple[dict, dict]:
+    """Scores of the network on every scan and after K solver iterations from its output.
+
+    Returns ``(rows, curves)``: ``curves`` holds the per-iteration history (with scores) of the
+    longest refinement of each scan.
+    """
     from ptycho.refine import RefineOptions
     from ptycho.workflows import inference
 
-    out = {}
+    out, curves = {}, {}
     for name, scan in scans.items():
         started = time.perf_counter()
         result = inference.reconstruct(model, scan, stitch_weight="probe")
@@ -169,39 +177,55 @@ def network_scores(model, scans, regions, refine_iterations) -> dict:
         out[name] = {**score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight,
                              scan, regions[name]), "infer_s": time.perf_counter() - started}
         for iterations in refine_iterations:
+            def on_iteration(k, snapshot, name=name, scan=scan):
+                return score(snapshot.object, snapshot.x0_px, snapshot.y0_px, snapshot.weight,
+                             scan, regions[name])
+
             refined = inference.refine_reconstruction(
-                result, scan, RefineOptions(iterations=iterations), probe=model.probe)
+                result, scan, RefineOptions(iterations=iterations), probe=model.probe,
+                on_iteration=on_iteration if iterations == max(refine_iterations) else None)
             out[f"{name} + refine {iterations}"] = {
                 **score(refined.object, refined.x0_px, refined.y0_px, refined.weight, scan,
                         regions[name]), "solver_s": refined.history["time_s"][-1]}
-    return out
+            if "amplitude_ssim" in refined.history:
+                curves[name] = refined.history
+    return out, curves
 
 
 def bench_network(scans, regions, args, label="network", **fields) -> dict:
-    out = {}
-    for backend in args.backends:
-        for epochs in args.epochs:
-            per_scan: dict[str, list] = {}
-            for seed in args.train_seeds:
-                model, seconds, done = train_model(scans["train"], backend, epochs, seed,
-                                                   **fields)
-                for key, row in network_scores(model, scans, regions,
-                                               args.refine_after).items():
-                    per_scan.setdefault(key, []).append({**row, "train_s": seconds,
-                                                         "epochs_s": float(done)})
-            for key, runs in per_scan.items():
-                name = f"{key}: {label} {backend}, {epochs} epochs"
-                out[name] = worst_and_median(runs)
-                print(f"[{label}] {name}: {out[name]}", file=sys.stderr, flush=True)
+    out = {"rows": {}, "curves": {}}
+    for backend, architecture, epochs in itertools.product(args.backends, args.architectures,
+                                                            args.epochs):
+        per_scan: dict[str, list] = {}
+        for seed in args.train_seeds:
+            model, seconds, done = train_model(scans["train"], backend, architecture,
+                                               epochs, seed, **fields)
+            rows, curves = network_scores(model, scans, regions, args.refine_after)
+            for key, row in rows.items():
+                per_scan.setdefault(key, []).append({**row, "train_s": seconds,
+                                                     "epochs_run": float(done)})
+            for key, history in curves.items():
+                out["curves"][f"{key}: refine from {label} {backend} {architecture}, "
+                              f"{epochs} epochs, seed {seed}"] = history
+        for key, runs in per_scan.items():
+            name = f"{key}: {label} {backend} {architecture}, {epochs} epochs"
+            out["rows"][name] = worst_and_median(runs)
+            print(f"[{label}] {name}: {out['rows'][name]}", file=sys.stderr, flush=True)
     return out
 
 
 def bench_targets(scans, regions, args) -> dict:
-    out = {}
+    out = {"rows": {}, "curves": {}}
     for weight in args.target_weights:
-        out.update(bench_network(scans, regions, args, label=f"targets refine:{args.target_iterations} "
-                                 f"weight {weight:g}", targets=f"refine:{args.target_iterations}",
-                                 realspace_mae_weight=weight))
+        label = f"targets refine:{args.target_iterations}" + (
+            f" weight {weight:g}" if weight else "")
+        part = bench_network(scans, regions, argparse.Namespace(
+                                 **{**vars(args), "architectures": args.target_architectures}),
+                             label=label,
+                             targets=f"refine:{args.target_iterations}",
+                             realspace_mae_weight=weight)
+        for key in out:
+            out[key].update(part[key])
     return out
 
 
@@ -220,9 +244,7 @@ def markdown(report: dict) -> str:
                          f"{m['phase_ssim']:.3f} | {m['amplitude_psnr_db']:.2f} | "
                          f"{m['phase_psnr_db']:.2f} | |")
     for section in ("refine", "network", "targets"):
-        rows = report.get(section, {})
-        rows = rows.get("rows", rows) if section == "refine" else rows
-        for name, m in rows.items():
+        for name, m in report.get(section, {}).get("rows", {}).items():
             seconds = " + ".join(f"{m[k]:.1f} ({k[:-2]})" for k in ("train_s", "solver_s",
                                                                       "infer_s") if k in m)
             lines.append(
@@ -230,13 +252,18 @@ def markdown(report: dict) -> str:
                 f"{m['phase_ssim_worst']:.3f} / {m['phase_ssim_median']:.3f} | "
                 f"{m['amplitude_psnr_db_median']:.2f} | {m['phase_psnr_db_median']:.2f} | "
                 f"{seconds} |")
+    lines += ["", "For reference (quoted from issue 14, not measured here; other natural-image scans "
+              "of the same design, the true probe, 2 CPU cores): pty-chi 2.2.0 LSQML from a flat "
+              "object, amplitude / phase SSIM on the training scan and on another scan:", ""]
+    lines += [f"- {k} epochs (about {k} s): {a} and {b}" for k, a, b in LSQML_REFERENCE]
     return "\n".join(lines) + "\n"
 
 
 def figure(report: dict, path: Path) -> None:
     from ptycho.figures import agg_figure, save_png
 
-    curves = report.get("refine", {}).get("curves", {})
+    curves = {name: history for section in ("refine", "network", "targets")
+              for name, history in report.get(section, {}).get("curves", {}).items()}
     if not curves:
         return
     fig = agg_figure((11, 4))
@@ -256,7 +283,8 @@ def figure(report: dict, path: Path) -> None:
         axis.set_ylabel("SSIM")
         axis.grid(alpha=0.3)
     axes[0].legend(fontsize=6)
-    fig.suptitle("refine from a flat object (dotted: train scan, truth blurred 3 / 1.5 px, amplitude)")
+    fig.suptitle("refine from a flat object and from the network (dotted: train scan, truth "
+                 "blurred by 3 / 1.5 px, amplitude)")
     save_png(fig, path)
 
 
@@ -270,13 +298,18 @@ def main(argv=None) -> int:
     parser.add_argument("--solver-seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--backends", nargs="+", default=["pytorch"],
                         choices=["pytorch", "tensorflow"])
-    parser.add_argument("--epochs", type=int, nargs="+", default=[20],
+    parser.add_argument("--architectures", nargs="+", default=["cnn", "unet"],
+                        choices=["cnn", "unet"])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[10],
                         help="training epochs of the network rows")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--refine-after", type=int, nargs="*", default=[8, 20],
                         help="solver iterations run from the network's output")
     parser.add_argument("--target-iterations", type=int, default=20)
-    parser.add_argument("--target-weights", type=float, nargs="+", default=[1000.0])
+    parser.add_argument("--target-architectures", nargs="+", default=["cnn"],
+                        choices=["cnn", "unet"])
+    parser.add_argument("--target-weights", type=float, nargs="+", default=[0.0],
+                        help="realspace_mae_weight of the targets rows (0: the default weight)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: one seed, few iterations and epochs")
@@ -284,6 +317,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.iterations, args.solver_seeds, args.epochs = [2], [0], [1]
         args.train_seeds, args.refine_after, args.target_iterations = [42], [2], 2
+        args.architectures = ["cnn"]
 
     import torch
 
