@@ -281,6 +281,13 @@ CASES = {
     "infer: negative refine iterations": (
         lambda f: _infer(str(f / "nowhere"), f, "--refine-iterations", "-1"), "invalid value",
         "--refine-iterations"),
+    # --- test-time adaptation (infer --adapt-epochs)
+    "infer: negative adapt epochs": (
+        lambda f: _infer(str(f / "nowhere"), f, "--adapt-epochs", "-1"), "invalid value",
+        "--adapt-epochs"),
+    "infer: adapt learning rate 0": (
+        lambda f: _infer(str(f / "nowhere"), f, "--adapt-epochs", "2", "--adapt-learning-rate",
+                         "0"), "invalid value", "--adapt-learning-rate"),
 }
 
 

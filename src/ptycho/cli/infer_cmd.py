@@ -7,6 +7,8 @@ import argparse
 from ptycho.cli.common import add_option, ensure_output_dir
 from ptycho.config.config import DEFAULT_PREDICT_BATCH
 
+ADAPTED_DIR = "adapted_model"  # inside --output_dir: the archive of --adapt-epochs
+
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
@@ -37,6 +39,15 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="expected backend of the archive (default: the archive's own)")
     add_option(parser, "n_groups", "--n_images", "--n-images", type=int,
                help="ignored: inference always covers every scan position")
+    adaptation = parser.add_argument_group(
+        "test-time adaptation", "fine-tune the model on the scan's own patterns with the "
+        "physics loss (no ground truth needed) before reconstructing; the adapted model is "
+        "written to OUTPUT_DIR/adapted_model/ (ptycho.workflows.adaptation)")
+    add_option(adaptation, "adapt-epochs", type=int, default=0, metavar="K",
+               help="training epochs on the scan before predicting (default: 0, no "
+                    "adaptation)")
+    add_option(adaptation, "adapt-learning-rate", type=float, metavar="LR",
+               help="learning rate of the adaptation (default: the model's training rate)")
     refinement = parser.add_argument_group(
         "iterative refinement", "polish the network reconstruction with the iterative solver "
         "(as ptychopinn refine --init) and write the result into OUTPUT_DIR/refined/")
@@ -75,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_dir(output_dir, "--output_dir")
     if args.batch_size < 1:
         raise InputError("invalid value", "--batch_size", "an integer >= 1", str(args.batch_size))
+    _check_adapt_options(args)
     refine_options = _refine_options(args)
     reference = None
     if args.product_out:
@@ -89,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning("--n_groups/--n_images is ignored: inference covers every scan position")
     scan = read_scan(args.test_data, args.measurement)
     model, archive = load_trained_model(args.model_path, backend=args.backend)
+    if args.adapt_epochs:
+        model = _adapt(archive, scan, args, output_dir / ADAPTED_DIR)
     result = inference.reconstruct(model, scan, batch_size=args.batch_size,
                                    neighbor_count=args.neighbor_count, crop_px=args.crop_px,
                                    stitch_weight=args.stitch_weight)
@@ -103,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
                                          detector_distance_m=args.detector_distance_m)
         write_product(args.product_out, product)
         print(f"ptychodus product written to {args.product_out}")
+    adapted = " (adapted)" if args.adapt_epochs else ""
     print(f"reconstructed {scan.n_positions} positions with the {archive.manifest['backend']} model "
-          f"from {archive.source}; outputs in {output_dir}")
+          f"from {archive.source}{adapted}; outputs in {output_dir}")
     if refine_options is None:
         if metrics:
             from ptycho.evaluation import format_metrics
@@ -121,6 +136,34 @@ def run(args: argparse.Namespace) -> int:
         print("refined:")
         print(format_metrics(refined_metrics))
     return 0
+
+
+def _check_adapt_options(args: argparse.Namespace) -> None:
+    """Refuse bad --adapt-* values before any file is read."""
+    import math
+
+    from ptycho.errors import InputError
+
+    if args.adapt_epochs < 0:
+        raise InputError("invalid value", "--adapt-epochs", "an integer >= 0 (0: no "
+                         "adaptation)", str(args.adapt_epochs))
+    rate = args.adapt_learning_rate
+    if rate is not None and not (math.isfinite(rate) and rate > 0):
+        raise InputError("invalid value", "--adapt-learning-rate", "a number > 0", str(rate))
+
+
+def _adapt(archive, scan, args: argparse.Namespace, output_dir):
+    """Adapt the archive's model to ``scan`` (``--adapt-epochs``); return the adapted model."""
+    from ptycho.config.config import ExecutionConfig
+    from ptycho.workflows.adaptation import adapt
+
+    execution = ExecutionConfig(logger="none", progress_bar=not args.quiet)
+    adapted = adapt(archive, scan, args.adapt_epochs, output_dir=output_dir,
+                    execution=execution, learning_rate=args.adapt_learning_rate)
+    epochs = f"{args.adapt_epochs} epoch{'s' if args.adapt_epochs != 1 else ''}"
+    print(f"adapted the model on {scan.n_positions} positions: {epochs} in "
+          f"{adapted.seconds:.1f} s; archive: {adapted.archive_path}")
+    return adapted.model
 
 
 def _refine_options(args: argparse.Namespace):
