@@ -17,9 +17,10 @@ Sections (``--sections``):
     The iterative solver (``ptycho.refine``) from a flat object, K iterations, for several
     minibatch seeds (worst and median reported), plus one SSIM-per-iteration curve per seed.
 ``network``
-    The PINN (``cnn``, default recipe) trained for E epochs on ``train``, per backend and
-    training seed; scored on ``train`` and ``new``, and then polished by K solver iterations
-    (``infer --refine-iterations``).
+    The PINN (default recipe) trained for E epochs on ``train``, per backend, architecture and
+    training seed; scored on ``train`` and ``new``, then polished by K solver iterations
+    (``infer --refine-iterations``), and on ``new`` after test-time adaptation
+    (``infer --adapt-epochs``).
 ``targets``
     ``train --targets refine:K`` (solver targets + physics loss) beside plain training, for
     the target weights given; total wall time includes the solver.
@@ -192,6 +193,22 @@ def network_scores(model, scans, regions, refine_iterations) -> tuple[dict, dict
     return out, curves
 
 
+def adapted_scores(model, scans, regions, epochs: int) -> dict:
+    """The network fine-tuned for ``epochs`` on the ``new`` scan (infer --adapt-epochs)."""
+    from ptycho.config.config import ExecutionConfig
+    from ptycho.workflows import inference
+    from ptycho.workflows.adaptation import adapt
+
+    scan = scans["new"]
+    with tempfile.TemporaryDirectory() as tmp:
+        adapted = adapt(model, scan, epochs, output_dir=tmp,
+                        execution=ExecutionConfig(progress_bar=False, logger="none"))
+    stitched = inference.reconstruct(adapted.model, scan, stitch_weight="probe").stitched
+    return {f"new + adapt {epochs} epochs": {
+        **score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight, scan,
+                regions["new"]), "adapt_s": adapted.seconds}}
+
+
 def bench_network(scans, regions, args, label="network", **fields) -> dict:
     out = {"rows": {}, "curves": {}}
     for backend, architecture, epochs in itertools.product(args.backends, args.architectures,
@@ -201,6 +218,8 @@ def bench_network(scans, regions, args, label="network", **fields) -> dict:
             model, seconds, done = train_model(scans["train"], backend, architecture,
                                                epochs, seed, **fields)
             rows, curves = network_scores(model, scans, regions, args.refine_after)
+            if args.adapt_epochs and not fields:
+                rows.update(adapted_scores(model, scans, regions, args.adapt_epochs))
             for key, row in rows.items():
                 per_scan.setdefault(key, []).append({**row, "train_s": seconds,
                                                      "epochs_run": float(done)})
@@ -245,8 +264,8 @@ def markdown(report: dict) -> str:
                          f"{m['phase_psnr_db']:.2f} | |")
     for section in ("refine", "network", "targets"):
         for name, m in report.get(section, {}).get("rows", {}).items():
-            seconds = " + ".join(f"{m[k]:.1f} ({k[:-2]})" for k in ("train_s", "solver_s",
-                                                                      "infer_s") if k in m)
+            seconds = " + ".join(f"{m[k]:.1f} ({k[:-2]})" for k in (
+                "train_s", "adapt_s", "solver_s", "infer_s") if k in m)
             lines.append(
                 f"| {name} | {m['amplitude_ssim_worst']:.3f} / {m['amplitude_ssim_median']:.3f} | "
                 f"{m['phase_ssim_worst']:.3f} / {m['phase_ssim_median']:.3f} | "
@@ -305,6 +324,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[42, 1, 2])
     parser.add_argument("--refine-after", type=int, nargs="*", default=[8, 20],
                         help="solver iterations run from the network's output")
+    parser.add_argument("--adapt-epochs", type=int, default=3,
+                        help="test-time adaptation epochs on the new scan (network rows; 0: off)")
     parser.add_argument("--target-iterations", type=int, default=20)
     parser.add_argument("--target-architectures", nargs="+", default=["cnn"],
                         choices=["cnn", "unet"])
@@ -317,7 +338,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.iterations, args.solver_seeds, args.epochs = [2], [0], [1]
         args.train_seeds, args.refine_after, args.target_iterations = [42], [2], 2
-        args.architectures = ["cnn"]
+        args.architectures, args.adapt_epochs = ["cnn"], 1
 
     import torch
 
