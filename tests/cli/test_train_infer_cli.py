@@ -1,5 +1,5 @@
 """train/infer command lines: flag parsing, YAML precedence, and clean errors (no training but
-one tiny epoch with ``--architecture unet``)."""
+one tiny epoch with ``--architecture unet`` and ``resnet``)."""
 
 import subprocess
 import sys
@@ -102,10 +102,13 @@ def test_help_is_fast_and_loads_no_backend():
     assert "--train_data_file" in result.stdout and "--n-groups" in result.stdout
 
 
-@pytest.mark.parametrize("backend", ["pytorch", "tensorflow"])
-def test_train_one_epoch_with_the_unet_architecture(tmp_path, capsys, small_scan, backend):
-    """``--architecture unet`` trains (one tiny epoch), the archive records it, ``inspect``
-    shows it and the archive predicts."""
+@pytest.mark.parametrize("architecture, backend", [("unet", "pytorch"), ("unet", "tensorflow"),
+                                                   ("resnet", "pytorch"),
+                                                   ("resnet", "tensorflow")])
+def test_train_one_epoch_with_the_unet_architecture(tmp_path, capsys, small_scan, backend,
+                                                    architecture):
+    """``--architecture unet`` (or ``resnet``) trains (one tiny epoch), the archive records it,
+    ``inspect`` shows it and the archive predicts."""
     pytest.importorskip("torch" if backend == "pytorch" else "tensorflow")
     from ptycho.archive import load_trained_model, read_archive
     from ptycho.data.grouping import GroupedData
@@ -115,16 +118,16 @@ def test_train_one_epoch_with_the_unet_architecture(tmp_path, capsys, small_scan
     write_scan_npz(scan, small_scan)
     out = tmp_path / "model"
     assert main(["train", "--train_data_file", str(scan), "--output_dir", str(out),
-                 "--architecture", "unet", "--backend", backend, "--nepochs", "1",
+                 "--architecture", architecture, "--backend", backend, "--nepochs", "1",
                  "--n_groups", "16", "--batch_size", "8", "--n_filters_scale", "1",
                  "--quiet", "--logger", "none", "--accelerator", "cpu"]) == 0
-    assert read_archive(out).manifest["model_config"]["architecture"] == "unet"
+    assert read_archive(out).manifest["model_config"]["architecture"] == architecture
     capsys.readouterr()
     assert main(["inspect", str(out)]) == 0
-    assert any(line.split() == ["architecture", "unet"]
+    assert any(line.split() == ["architecture", architecture]
                for line in capsys.readouterr().out.splitlines())
     model, _ = load_trained_model(out)
-    assert model.model_config.architecture == "unet"
+    assert model.model_config.architecture == architecture
     grouped = GroupedData.from_scan(small_scan, 1)
     pred = model.predict([grouped.X(slice(0, 4)) * np.float32(model.intensity_scale),
                           grouped.coords(slice(0, 4))["relative"]])

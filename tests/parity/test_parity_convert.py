@@ -21,6 +21,7 @@ from ptycho.parity import checks, weights
 
 CFG = ModelConfig(N=64, gridsize=2, n_filters_scale=1)
 UNET = ModelConfig(N=64, gridsize=2, n_filters_scale=1, architecture="unet")
+RESNET = ModelConfig(N=64, gridsize=2, n_filters_scale=1, architecture="resnet")
 
 
 def _probe():
@@ -48,7 +49,7 @@ def _archive(tmp_path, backend, name="model", config=CFG):
     return folder, model
 
 
-@pytest.mark.parametrize("config", [CFG, UNET], ids=["cnn", "unet"])
+@pytest.mark.parametrize("config", [CFG, UNET, RESNET], ids=["cnn", "unet", "resnet"])
 @pytest.mark.parametrize("source", ["pytorch", "tensorflow"])
 def test_weight_transfer_is_exact_in_both_directions(source, config):
     model = _model(source, config=config)
@@ -70,8 +71,10 @@ def test_weight_transfer_is_exact_in_both_directions(source, config):
 
 @pytest.mark.parametrize("source, target, config", [("pytorch", "tensorflow", CFG),
                                                     ("tensorflow", "pytorch", CFG),
-                                                    ("pytorch", "tensorflow", UNET)],
-                         ids=["pytorch-cnn", "tensorflow-cnn", "pytorch-unet"])
+                                                    ("pytorch", "tensorflow", UNET),
+                                                    ("tensorflow", "pytorch", RESNET)],
+                         ids=["pytorch-cnn", "tensorflow-cnn", "pytorch-unet",
+                              "tensorflow-resnet"])
 def test_convert_command_writes_the_other_backends_archive(tmp_path, capsys, source, target,
                                                            config):
     folder, model = _archive(tmp_path, source, config=config)
@@ -155,11 +158,14 @@ def test_initial_weights_of_another_configuration_are_refused(tmp_path):
         weight_transfer.load_initial_weights(fresh.module, folder)
 
 
+@pytest.mark.parametrize("config", [UNET, RESNET], ids=["unet", "resnet"])
 @pytest.mark.parametrize("backend", ["pytorch", "tensorflow"])
-def test_initial_weights_of_another_architecture_are_refused(tmp_path, backend):
+def test_initial_weights_of_another_architecture_are_refused(tmp_path, backend, config):
+    """Refused by the manifest's architecture, also for resnet, whose weights have the cnn's
+    names and shapes."""
     folder, _ = _archive(tmp_path, "pytorch")
-    fresh = weights.build_model(backend, UNET, _probe(), 2.0)
-    with pytest.raises(InputError, match="'unet' architecture") as info:
+    fresh = weights.build_model(backend, config, _probe(), 2.0)
+    with pytest.raises(InputError, match=f"'{config.architecture}' architecture") as info:
         weight_transfer.load_initial_weights(fresh.module, folder)
     assert "'cnn' architecture" in str(info.value)
 

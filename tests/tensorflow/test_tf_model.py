@@ -31,9 +31,13 @@ def _model(**kwargs) -> PtychoPINN:
     ({"architecture": "unet"}, 2_777_596),
     ({"architecture": "unet", "gridsize": 2}, 2_796_400),
     ({"architecture": "unet", "N": 128}, 5_437_084),
+    ({"architecture": "resnet"}, 2_331_772),
+    ({"architecture": "resnet", "gridsize": 2}, 2_340_208),
+    ({"architecture": "resnet", "N": 128}, 4_661_212),
 ])
 def test_parameter_count_matches_reference(kwargs, expected):
-    """The torch counts (tests/torch): cnn 2,331,772 and unet 2,777,596 at N=64, s=2, gs=1."""
+    """The torch counts (tests/torch): cnn 2,331,772, unet 2,777,596 and resnet 2,331,772
+    (the cnn's parameters) at N=64, s=2, gs=1."""
     model = _model(**kwargs)
     assert model.count_generator_params() == expected
     n = model.model_config.N
@@ -69,6 +73,9 @@ def test_layer_names_map_one_to_one_on_torch_keys():
     unet = torch_state_dict_mapping(_model(gridsize=2, architecture="unet"))
     assert set(unet) == set(mapping)       # the same names; the skips widen some inputs
     assert tuple(unet["generator.amplitude.blocks.1.conv1.weight"][0].shape) == (3, 3, 128 + 256, 64)
+    resnet = torch_state_dict_mapping(_model(gridsize=2, architecture="resnet"))
+    assert ({k: tuple(v.shape) for k, (v, _) in resnet.items()}
+            == {k: tuple(v.shape) for k, (v, _) in mapping.items()})     # the cnn's weights
 
 
 def _copy_torch_weights(torch_model, keras_model):
@@ -87,6 +94,8 @@ def _copy_torch_weights(torch_model, keras_model):
     {"pad_object": False, "probe_mask": True, "gaussian_smoothing_sigma": 0.7},
     {"architecture": "unet", "gridsize": 2},
     {"architecture": "unet", "pad_object": False},
+    {"architecture": "resnet", "gridsize": 2},
+    {"architecture": "resnet", "pad_object": False},
 ])
 def test_forward_equals_torch_with_transferred_weights(rng, kwargs):
     """Same architecture and physics: copying the torch weights gives the same outputs."""
@@ -126,7 +135,7 @@ def test_predict_shape_and_wrong_gridsize_is_rejected(small_scan):
         model.predict([grouped2.X() * 10.0, grouped2.coords()["relative"]])
 
 
-@pytest.mark.parametrize("architecture", ["cnn", "unet"])
+@pytest.mark.parametrize("architecture", ["cnn", "unet", "resnet"])
 def test_payload_round_trip_restores_every_weight(small_scan, architecture):
     cfg = ModelConfig(N=64, gridsize=2, architecture=architecture)
     probe = physics.normalize_probe(small_scan.probe).astype(np.complex64)
@@ -171,7 +180,8 @@ def test_split_indices_is_seeded_and_disjoint():
     assert len(split_indices(2, 0.9, 0)[0]) == 1
 
 
-@pytest.mark.parametrize("gridsize, architecture", [(1, "cnn"), (2, "cnn"), (2, "unet")])
+@pytest.mark.parametrize("gridsize, architecture",
+                         [(1, "cnn"), (2, "cnn"), (2, "unet"), (2, "resnet")])
 def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize, architecture):
     from ptycho_testing import check_central_only_predict
 
@@ -209,7 +219,8 @@ def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out, c_ski
 
 
 @pytest.mark.parametrize("pad_object, architecture",
-                         [(True, "cnn"), (False, "cnn"), (True, "unet"), (False, "unet")])
+                         [(True, "cnn"), (False, "cnn"), (True, "unet"), (False, "unet"),
+                          (True, "resnet"), (False, "resnet")])
 def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object, architecture):
     """The border head (pad_object) and the full-resolution head (not) use the phase form
     (unet: of the upsampled features concatenated with the level-0 encoder map)."""

@@ -23,10 +23,14 @@ QUIET = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
     ({"architecture": "unet"}, 2_777_596),
     ({"architecture": "unet", "gridsize": 2}, 2_796_400),
     ({"architecture": "unet", "gridsize": 2, "object_big": False}, 2_779_324),
+    ({"architecture": "resnet"}, 2_331_772),
+    ({"architecture": "resnet", "gridsize": 2}, 2_340_208),
+    ({"architecture": "resnet", "gridsize": 2, "object_big": False}, 2_333_500),
 ])
 def test_parameter_count_matches_reference(kwargs, expected):
     """cnn: 2,331,772 at N=64, s=2, gs=1 (TensorFlow reference); unet: 2,777,596 (the skips
-    add 445,824 input-channel weights; same in the Keras model, tests/tensorflow)."""
+    add 445,824 input-channel weights; same in the Keras model, tests/tensorflow); resnet:
+    2,331,772, the cnn's parameters exactly (the residual sums add none)."""
     model = PtychoPINN(ModelConfig(N=64, **kwargs), physics.default_probe(64), 10.0,
                        intensity_scale_trainable=False)
     generator_params = sum(p.numel() for p in model.generator.parameters())
@@ -136,7 +140,8 @@ def test_conv_after_upsample_equals_conv_of_the_upsampled_map(c_in, c_out, c_ski
         np.testing.assert_allclose(phase.numpy(), reference.numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("gridsize, architecture", [(1, "cnn"), (2, "cnn"), (1, "unet")])
+@pytest.mark.parametrize("gridsize, architecture",
+                         [(1, "cnn"), (2, "cnn"), (1, "unet"), (1, "resnet")])
 def test_every_convolution_runs_channels_last(gridsize, architecture):
     """Every convolution output is channels-last (NHWC): oneDNN's NCHW path trains about 1.6x
     slower on CPU, and a layer falling back to it would convert its neighbours' tensors too."""
@@ -175,7 +180,8 @@ def _upsample_then_conv(y, conv, skip=None):
 
 
 @pytest.mark.parametrize("pad_object, architecture",
-                         [(True, "cnn"), (False, "cnn"), (True, "unet"), (False, "unet")])
+                         [(True, "cnn"), (False, "cnn"), (True, "unet"), (False, "unet"),
+                          (True, "resnet"), (False, "resnet")])
 def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object, architecture):
     """The border head (pad_object) and the full-resolution head (not) use the phase form
     (unet: of the upsampled features concatenated with the level-0 encoder map)."""
@@ -194,11 +200,13 @@ def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object, a
     assert float(reference[0].abs().max()) > 0
 
 
-@pytest.mark.parametrize("N, gridsize", [(64, 1), (64, 2), (128, 1)])
-def test_unet_forward_shapes(N, gridsize):
+@pytest.mark.parametrize("architecture, N, gridsize",
+                         [("unet", 64, 1), ("unet", 64, 2), ("unet", 128, 1),
+                          ("resnet", 64, 1), ("resnet", 64, 2), ("resnet", 128, 1)])
+def test_unet_and_resnet_forward_shapes(architecture, N, gridsize):
     channels = gridsize ** 2
     model = PtychoPINN(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
-                                   architecture="unet"), physics.default_probe(N), 10.0)
+                                   architecture=architecture), physics.default_probe(N), 10.0)
     out = model(torch.rand(2, channels, N, N), torch.zeros(2, channels, 2))
     assert out.patches.shape == (2, channels, N, N)
     assert out.amplitude.shape == (2, channels, N, N)
@@ -242,14 +250,56 @@ def test_unet_wiring_matches_its_description():
     assert generator.phase.border_head.in_channels == 32 + 32
 
 
-@pytest.mark.parametrize("gridsize", [1, 2])
-def test_unet_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize):
+@pytest.mark.parametrize("pad_object", [True, False])
+def test_resnet_wiring_matches_its_description(pad_object):
+    """Every level of resnet is ``h = relu(conv1(x)); relu(h + conv2(h))`` (encoder, decoder
+    blocks, border_up / full_up), written out here with plain upsampling; the heads are the
+    cnn's. Same modules as cnn: a cnn state dict loads into it key for key."""
+    from torch.nn import functional as F
+
+    torch.manual_seed(3)
+    cfg = ModelConfig(N=64, n_filters_scale=1, pad_object=pad_object, architecture="resnet")
+    generator = PtychoPINN(cfg, physics.default_probe(64), 1.0).generator
+    cnn = PtychoPINN(ModelConfig(N=64, n_filters_scale=1, pad_object=pad_object),
+                     physics.default_probe(64), 1.0).generator
+    cnn.load_state_dict(generator.state_dict())
+    x = torch.rand(2, 1, 64, 64)
+
+    def level(block, t):
+        h = torch.relu(block.conv1(t))
+        return torch.relu(h + block.conv2(h))
+
+    def up(t):
+        return F.interpolate(t, scale_factor=2, mode="nearest")
+
+    with torch.no_grad():
+        e = x
+        for block in generator.encoder:
+            e = F.max_pool2d(level(block, e), 2)
+        got = generator(x)
+        for branch, output in zip((generator.amplitude, generator.phase), got):
+            d = e
+            for block in branch.blocks:
+                d = up(level(block, d))
+            if pad_object:
+                centre = branch._head_activation(branch.head(d[:, :-4]))
+                border = F.silu(branch.border_head(up(level(branch.border_up, d[:, -4:]))))
+                expected = F.pad(centre, (16, 16, 16, 16)) + border * branch.border_mask
+            else:
+                expected = branch._head_activation(branch.head(up(level(branch.full_up, d))))
+            np.testing.assert_allclose(output.numpy(), expected.numpy(), rtol=0, atol=1e-5)
+        assert not np.allclose(cnn(x)[0].numpy(), got[0].numpy(), atol=1e-3)
+
+
+@pytest.mark.parametrize("gridsize, architecture", [(1, "unet"), (2, "unet"), (2, "resnet")])
+def test_unet_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize,
+                                                               architecture):
     from ptycho.backends.pytorch.trained_model import TorchTrainedModel
     from ptycho_testing import check_central_only_predict
 
     torch.manual_seed(0)
     check_central_only_predict(TorchTrainedModel(PtychoPINN(
-        ModelConfig(N=64, gridsize=gridsize, n_filters_scale=1, architecture="unet"),
+        ModelConfig(N=64, gridsize=gridsize, n_filters_scale=1, architecture=architecture),
         physics.default_probe(64), 10.0)), small_scan, gridsize)
 
 
@@ -268,7 +318,7 @@ def _rewrite_manifest(folder, change) -> None:
             archive.writestr(name, data)
 
 
-@pytest.mark.parametrize("architecture", ["unet", "cnn"])
+@pytest.mark.parametrize("architecture", ["unet", "resnet", "cnn"])
 def test_archive_round_trip_keeps_the_architecture(small_scan, tmp_path, architecture):
     """The manifest records the architecture; a cnn archive without the field (written before
     it existed) loads as cnn and predicts identically."""

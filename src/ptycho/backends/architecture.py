@@ -3,6 +3,8 @@
 ``cnn``: encoder of conv-pool levels, separate amplitude and phase decoders of conv-upsample
 levels, no skip connections. ``unet``: the same layers (same parameter names) where every
 decoder stage also reads the encoder feature map of its size (see :func:`skip_channels`).
+``resnet``: the cnn's layers and parameters (same names, same shapes, no new parameter) where
+every level is a residual block (see :func:`residual_levels`).
 """
 
 from __future__ import annotations
@@ -62,13 +64,35 @@ def skip_channels(N: int, scale: int, architecture: str = "cnn"
         Skip channels of the N stage.
     """
     encoder, decoder, _ = filter_ladder(N, scale)
-    if architecture == "cnn":
-        return [0] * len(decoder), 0, 0
-    if architecture != "unet":
+    if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)} "
                          f"(got {architecture!r})")
+    if architecture != "unet":  # cnn and resnet: no skips
+        return [0] * len(decoder), 0, 0
     levels = len(encoder)
     return [0] + [encoder[levels - j] for j in range(1, len(decoder))], encoder[1], encoder[0]
+
+
+def residual_levels(architecture: str) -> bool:
+    """True when every level (conv pair) of the generator is a residual block: ``resnet``.
+
+    A level of ``cnn`` and ``unet`` computes ``y = relu(conv2(relu(conv1(x))))``. In ``resnet``
+    the first convolution maps the level's input to its filter count (it is the projection, as
+    the channel count changes at almost every level) and the second is a residual unit::
+
+        h = relu(conv1(x));  y = relu(h + conv2(h))
+
+    for every level: the encoder conv-pool levels, the decoder conv-upsample blocks, the
+    ``border_up`` branch (``pad_object`` with ``probe_big``) and the ``full_up`` branch (without
+    ``pad_object``); the max-pool or upsampling follows ``y`` as in ``cnn``, and the heads
+    (including the phase-split ``conv_after_upsample``) are the cnn's. So ``resnet`` has exactly
+    the cnn's parameters (names and shapes; 2,331,772 at N=64, s=2, gs=1) and no skip
+    connections between levels.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)} "
+                         f"(got {architecture!r})")
+    return architecture == "resnet"
 
 
 #: A 3x3 convolution of a nearest 2x-upsampled map, per output phase: the taps at offsets

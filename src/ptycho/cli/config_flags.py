@@ -16,8 +16,9 @@ HELP = {
     "gridsize": "positions per group along each axis (C = gridsize**2 patches per sample)",
     "n_filters_scale": "multiplier of the convolution filter ladder",
     "model_type": "pinn (physics-informed, no ground truth) or supervised (needs objectGuess)",
-    "architecture": "generator network: cnn (encoder and two decoders) or unet (the cnn with "
-                    "skip connections from each encoder level into both decoders)",
+    "architecture": "generator network: cnn (encoder and two decoders), unet (the cnn with "
+                    "skip connections from each encoder level into both decoders) or resnet "
+                    "(the cnn with a residual block at each level)",
     "amp_activation": "amplitude head activation",
     "object_big": "merge each group's patches on one canvas (overlap constraint)",
     "probe_big": "also predict the border outside the central N/2 box",

@@ -13,8 +13,8 @@ component
     inputs with an asymmetric complex probe, in float32 and, where the backend op supports it,
     float64. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
 model
-    For each generator architecture (``cnn``, ``unet``), a torch ``PtychoPINN`` with its random
-    initial weights copied into the Keras model
+    For each generator architecture (``cnn``, ``unet``, ``resnet``), a torch ``PtychoPINN``
+    with its random initial weights copied into the Keras model
     (:mod:`ptycho.backends.weight_transfer`), both fed the same simulated batch: generator patches,
     member patches, the patch on the group mean, predicted amplitudes, the training loss and
     ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
@@ -819,7 +819,7 @@ LEVELS = ("full", "standard", "quick")
 
 
 #: Architectures whose model checks and loss curve the harness runs beside cnn's.
-OTHER_ARCHITECTURES = ("unet",)
+OTHER_ARCHITECTURES = ("unet", "resnet")
 
 
 def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str, str], ...]]:

@@ -3,7 +3,8 @@
 Input ``(B, C, N, N)`` normalised amplitudes; output ``(amplitude, phase)`` each
 ``(B, C_out, N, N)`` with ``C_out = C`` when ``object_big`` else 1. ``cnn``: no skip
 connections; ``unet``: the same modules, each decoder stage also reading the encoder feature
-map of its size (:func:`ptycho.backends.architecture.skip_channels`).
+map of its size (:func:`ptycho.backends.architecture.skip_channels`); ``resnet``: the same
+modules, each level a residual block (:func:`ptycho.backends.architecture.residual_levels`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ptycho.backends.architecture import (
     BORDER_CHANNELS,
     PHASE_TAPS,
     filter_ladder,
+    residual_levels,
     skip_channels,
 )
 from ptycho.config.config import ModelConfig
@@ -34,21 +36,26 @@ def _conv(c_in: int, c_out: int) -> nn.Conv2d:
 class ConvBlock(nn.Module):
     """Two 3x3 conv + ReLU, then ``resample``: 'pool' (2x2 max-pool) or 'up' (nearest 2x).
 
+    ``residual=True`` (``resnet``): ``h = relu(conv1(x)); relu(h + conv2(h))`` (same modules).
     The ReLUs work in place on the convolution outputs (autograd-safe: a convolution's gradient
     does not need its output), which saves a large temporary per layer (~15 % faster on CPU).
     """
 
-    def __init__(self, c_in: int, c_out: int, resample: str):
+    def __init__(self, c_in: int, c_out: int, resample: str, residual: bool = False):
         super().__init__()
         if resample not in ("pool", "up"):
             raise ValueError(f"resample must be 'pool' or 'up' (got {resample!r})")
         self.conv1 = _conv(c_in, c_out)
         self.conv2 = _conv(c_out, c_out)
         self.resample = resample
+        self.residual = residual
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The two convolutions and ReLUs, before the resampling."""
-        return torch.relu_(self.conv2(torch.relu_(self.conv1(x))))
+        """The two convolutions and ReLUs (and the residual sum), before the resampling."""
+        h = torch.relu_(self.conv1(x))
+        if self.residual:
+            return torch.relu_(h + self.conv2(h))
+        return torch.relu_(self.conv2(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
@@ -119,9 +126,10 @@ class DecoderBranch(nn.Module):
                  skip_widths: tuple[list[int], int, int] | None = None):
         super().__init__()
         block_skips, half, full = skip_widths or ([0] * len(decoder_filters), 0, 0)
+        residual = residual_levels(config.architecture)
         blocks = []
         for filters, skip in zip(decoder_filters, block_skips):
-            blocks.append(ConvBlock(c_in + skip, filters, "up"))
+            blocks.append(ConvBlock(c_in + skip, filters, "up", residual))
             c_in = filters
         self.blocks = nn.ModuleList(blocks)
         self.activation = activation
@@ -131,13 +139,14 @@ class DecoderBranch(nn.Module):
         if self.pad_object:
             self.head = _conv(c_in - BORDER_CHANNELS + half, c_out)
             if self.probe_big:
-                self.border_up = ConvBlock(BORDER_CHANNELS + half, border_filters, "up")
+                self.border_up = ConvBlock(BORDER_CHANNELS + half, border_filters, "up",
+                                           residual)
                 self.border_head = _conv(border_filters + full, c_out)
                 border = torch.ones(n, n)
                 border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
                 self.register_buffer("border_mask", border, persistent=False)
         else:
-            self.full_up = ConvBlock(c_in + half, border_filters, "up")
+            self.full_up = ConvBlock(c_in + half, border_filters, "up", residual)
             self.head = _conv(border_filters + full, c_out)
 
     def _head_activation(self, x: torch.Tensor) -> torch.Tensor:
@@ -175,7 +184,8 @@ class DecoderBranch(nn.Module):
 class CnnGenerator(nn.Module):
     """Encoder + amplitude/phase decoders. forward(x (B, C, N, N)) -> (amp, phase) (B, C_out, N, N).
 
-    ``config.architecture``: 'cnn', or 'unet' (skip connections, see :class:`DecoderBranch`).
+    ``config.architecture``: 'cnn', 'unet' (skip connections, see :class:`DecoderBranch`) or
+    'resnet' (residual levels, see :class:`ConvBlock`).
     ``forward(x, central_only=True)`` computes only the central N/2 x N/2 box exactly (the
     border branch is skipped and the border left zero); see :class:`DecoderBranch`.
     """
@@ -186,9 +196,10 @@ class CnnGenerator(nn.Module):
         encoder_filters, decoder_filters, border_filters = filter_ladder(config.N,
                                                                          config.n_filters_scale)
         c_in = channels
+        residual = residual_levels(config.architecture)
         blocks = []
         for filters in encoder_filters:
-            blocks.append(ConvBlock(c_in, filters, "pool"))
+            blocks.append(ConvBlock(c_in, filters, "pool", residual))
             c_in = filters
         self.encoder = nn.ModuleList(blocks)
         self.unet = config.architecture == "unet"

@@ -4,7 +4,9 @@ Input ``(B, N, N, C)`` normalised amplitudes (channels-last); output ``(amplitud
 each ``(B, N, N, C_out)`` with ``C_out = C`` when ``object_big`` else 1. ``cnn``: no skip
 connections; ``unet``: the same layers (same names), each decoder stage also reading the
 encoder feature map of its size (:func:`ptycho.backends.architecture.skip_channels`; the
-concatenation order ``[decoder features, encoder skip]`` on the channel axis, as in torch).
+concatenation order ``[decoder features, encoder skip]`` on the channel axis, as in torch);
+``resnet``: the same layers, each level a residual block
+(:func:`ptycho.backends.architecture.residual_levels`).
 
 Layer names and the torch mapping
 ---------------------------------
@@ -42,6 +44,7 @@ from ptycho.backends.architecture import (
     BORDER_CHANNELS,
     PHASE_TAPS,
     filter_ladder,
+    residual_levels,
     skip_channels,
 )
 from ptycho.config.config import ModelConfig
@@ -102,14 +105,17 @@ class ConvBlock(keras.layers.Layer):
     """Two 3x3 conv + ReLU, then ``resample``: 'pool' (2x2 max-pool) or 'up' (nearest 2x).
 
     Sub-layers ``{prefix}.conv1``, ``{prefix}.conv2`` (the names the torch mapping uses).
+    ``residual=True`` (``resnet``): ``h = relu(conv1(x)); relu(h + conv2(h))`` (same layers).
     """
 
-    def __init__(self, filters: int, prefix: str, resample: str, **kwargs):
+    def __init__(self, filters: int, prefix: str, resample: str, residual: bool = False,
+                 **kwargs):
         super().__init__(name=prefix, **kwargs)
         if resample not in ("pool", "up"):
             raise ValueError(f"resample must be 'pool' or 'up' (got {resample!r})")
         self.filters = filters
         self.resample = resample
+        self.residual = residual
         self.conv1 = _conv(filters, f"{prefix}.conv1")
         self.conv2 = _conv(filters, f"{prefix}.conv2")
 
@@ -117,8 +123,11 @@ class ConvBlock(keras.layers.Layer):
         _build_pair(self, input_shape)
 
     def features(self, x):
-        """The two convolutions and ReLUs, before the resampling."""
-        return tf.nn.relu(self.conv2(tf.nn.relu(self.conv1(x))))
+        """The two convolutions and ReLUs (and the residual sum), before the resampling."""
+        h = tf.nn.relu(self.conv1(x))
+        if self.residual:
+            return tf.nn.relu(h + self.conv2(h))
+        return tf.nn.relu(self.conv2(h))
 
     def call(self, x):
         x = self.features(x)
@@ -146,7 +155,8 @@ class DecoderBranch(keras.layers.Layer):
                  skip_widths: tuple[list[int], int, int] | None = None, **kwargs):
         super().__init__(name=branch, **kwargs)
         self.skip_widths = skip_widths or ([0] * len(decoder_filters), 0, 0)
-        self.blocks = [ConvBlock(filters, f"{branch}.blocks.{j}", "up")
+        residual = residual_levels(config.architecture)
+        self.blocks = [ConvBlock(filters, f"{branch}.blocks.{j}", "up", residual)
                        for j, filters in enumerate(decoder_filters)]
         self.activation_name = activation
         self.pad_object = bool(config.pad_object)
@@ -155,13 +165,14 @@ class DecoderBranch(keras.layers.Layer):
         self.head = _conv(c_out, f"{branch}.head")
         if self.pad_object:
             if self.probe_big:
-                self.border_up = ConvBlock(border_filters, f"{branch}.border_up", "up")
+                self.border_up = ConvBlock(border_filters, f"{branch}.border_up", "up",
+                                           residual)
                 self.border_head = _conv(c_out, f"{branch}.border_head")
                 border = np.ones((n, n), np.float32)
                 border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
                 self._border_mask = tf.constant(border[:, :, None])
         else:
-            self.full_up = ConvBlock(border_filters, f"{branch}.full_up", "up")
+            self.full_up = ConvBlock(border_filters, f"{branch}.full_up", "up", residual)
 
     def build(self, input_shape):
         shape = tuple(input_shape)
@@ -211,7 +222,7 @@ class DecoderBranch(keras.layers.Layer):
 
 
 class CnnGenerator(keras.layers.Layer):
-    """Encoder + amplitude/phase decoders (``config.architecture`` 'cnn' or 'unet').
+    """Encoder + amplitude/phase decoders (``config.architecture`` 'cnn', 'unet' or 'resnet').
 
     ``call(x (B, N, N, C) float32) -> (amplitude, phase)``, each (B, N, N, C_out) float32;
     amplitude from ``amp_activation``, phase ``pi * tanh`` (radians).
@@ -225,7 +236,8 @@ class CnnGenerator(keras.layers.Layer):
                                                                          config.n_filters_scale)
         self.channels = channels
         self.n = int(config.N)
-        self.encoder = [ConvBlock(filters, f"encoder.{i}", "pool")
+        residual = residual_levels(config.architecture)
+        self.encoder = [ConvBlock(filters, f"encoder.{i}", "pool", residual)
                         for i, filters in enumerate(encoder_filters)]
         self.unet = config.architecture == "unet"
         widths = skip_channels(config.N, config.n_filters_scale, config.architecture)
