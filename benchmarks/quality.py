@@ -178,18 +178,21 @@ def network_scores(model, scans, regions, refine_iterations) -> tuple[dict, dict
         out[name] = {**score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight,
                              scan, regions[name]), "infer_s": time.perf_counter() - started}
         for iterations in refine_iterations:
+            refined = inference.refine_reconstruction(
+                result, scan, RefineOptions(iterations=iterations), probe=model.probe)
+            out[f"{name} + refine {iterations}"] = {
+                **score(refined.object, refined.x0_px, refined.y0_px, refined.weight, scan,
+                        regions[name]), "solver_s": refined.history["time_s"][-1]}
+        if refine_iterations:
+            # the per-iteration curve in a run of its own: scoring between iterations slows the
+            # solver's next iteration (caches, thread pools), which would bias solver_s above
             def on_iteration(k, snapshot, name=name, scan=scan):
                 return score(snapshot.object, snapshot.x0_px, snapshot.y0_px, snapshot.weight,
                              scan, regions[name])
 
-            refined = inference.refine_reconstruction(
-                result, scan, RefineOptions(iterations=iterations), probe=model.probe,
-                on_iteration=on_iteration if iterations == max(refine_iterations) else None)
-            out[f"{name} + refine {iterations}"] = {
-                **score(refined.object, refined.x0_px, refined.y0_px, refined.weight, scan,
-                        regions[name]), "solver_s": refined.history["time_s"][-1]}
-            if "amplitude_ssim" in refined.history:
-                curves[name] = refined.history
+            curves[name] = inference.refine_reconstruction(
+                result, scan, RefineOptions(iterations=max(refine_iterations)),
+                probe=model.probe, on_iteration=on_iteration).history
     return out, curves
 
 
