@@ -101,7 +101,6 @@ class RefineResult:
 def refine(scan, initial: InitialObject | None = None, options: RefineOptions | None = None, *,
            probe: np.ndarray | None = None,
            on_iteration: Callable[[int, RefineResult], dict] | None = None,
-           progress: Callable[[int, float], None] | None = None,
            dtype: str = "float32") -> RefineResult:
     """Reconstruct (or polish) the object of ``scan`` by minibatch iterative updates.
 
@@ -120,8 +119,6 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
         holds the rows so far (the current one with ``iteration``, ``misfit`` and ``time_s``);
         the returned numbers are added to that row (e.g. metrics against a ground truth). Its
         time is not counted in ``time_s``.
-    progress : callable(done_positions, minibatch_misfit), optional
-        Called after every minibatch.
     dtype : {'float32', 'float64'}
         Precision of the solver.
 
@@ -169,7 +166,6 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
 
     with torch.no_grad():
         state, history = solver.run_solver(state, scan.diffraction, valid, options,
-                                           progress=progress,
                                            on_iteration=callback if on_iteration else None)
     return _result(state, geometry, options, history, solver)
 

@@ -125,7 +125,7 @@ def write_outputs(result: InferenceResult, output_dir: Path, scan: Scan | None =
 
 
 def refine_reconstruction(result: InferenceResult, scan: Scan, options=None, *, probe=None,
-                          on_iteration=None, progress=None):
+                          on_iteration=None):
     """Polish a network reconstruction with the iterative solver (:func:`ptycho.refine.refine`).
 
     The solver starts from the stitched object (its covered pixels, ``weight > 0``; elsewhere
@@ -141,7 +141,7 @@ def refine_reconstruction(result: InferenceResult, scan: Scan, options=None, *, 
     probe : ndarray, shape (N, N), complex, optional
         Starting probe instead of ``scan.probe``, e.g. the model's trained probe
         (``model.probe``), which ``ptychopinn infer --refine-iterations`` uses.
-    on_iteration, progress : callable, optional
+    on_iteration : callable, optional
         Passed to :func:`ptycho.refine.refine`.
 
     Returns
@@ -153,5 +153,4 @@ def refine_reconstruction(result: InferenceResult, scan: Scan, options=None, *, 
     stitched = result.stitched
     initial = InitialObject(object=stitched.object, x0_px=float(stitched.x0_px),
                             y0_px=float(stitched.y0_px), valid=np.asarray(stitched.weight) > 0)
-    return refine(scan, initial, options, probe=probe, on_iteration=on_iteration,
-                  progress=progress)
+    return refine(scan, initial, options, probe=probe, on_iteration=on_iteration)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import numpy as np
 
@@ -65,8 +64,8 @@ def solver_targets(scan: Scan, iterations: int, probe_scale: float, nphotons: fl
         shift changes neither the patterns nor the patches).
     result : ptycho.refine.RefineResult
     """
-    from ptycho.refine import CanvasGeometry, RefineOptions, refine
-    from ptycho.refine.canvas import resample_onto
+    from ptycho.refine import RefineOptions, refine
+    from ptycho.refine.canvas import canvas_for_positions, resample_onto
 
     options = RefineOptions(seed=seed)
     if iterations:
@@ -80,12 +79,10 @@ def solver_targets(scan: Scan, iterations: int, probe_scale: float, nphotons: fl
     target = result.object.astype(np.complex128) * amplitude_ratio
     target *= np.exp(-1j * np.angle(np.sum(target[lit] * result.weight[lit])))
 
-    x0 = math.floor(float(np.min(scan.xcoords)) - n / 2) - 1
-    y0 = math.floor(float(np.min(scan.ycoords)) - n / 2) - 1
-    width = math.ceil(float(np.max(scan.xcoords)) + n / 2) + 2 - x0
-    height = math.ceil(float(np.max(scan.ycoords)) + n / 2) + 2 - y0
-    grid = CanvasGeometry(x0_px=0, y0_px=0, height=height, width=width)
-    target_grid = resample_onto(grid, target, result.x0_px - x0, result.y0_px - y0, valid=lit)
+    # the smallest whole-pixel canvas holding every patch; positions move to its origin
+    grid = canvas_for_positions(np.column_stack([scan.xcoords, scan.ycoords]), n, 0.0)
+    target_grid = resample_onto(grid, target, result.x0_px, result.y0_px, valid=lit)
+    x0, y0 = grid.x0_px, grid.y0_px
     target_scan = dataclasses.replace(
         scan, object_guess=target_grid, xcoords=scan.xcoords - x0, ycoords=scan.ycoords - y0,
         xcoords_start=scan.xcoords_start - x0, ycoords_start=scan.ycoords_start - y0,

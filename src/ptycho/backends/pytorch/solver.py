@@ -27,13 +27,14 @@ model with :mod:`ptycho.physics` in float64.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from ptycho.backends.schedule import CosineSchedule
 
 #: Added to predicted intensities in the Poisson model (counts): keeps y / I finite where the
 #: model predicts no photons.
@@ -199,7 +200,6 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
 
 
 def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, *,
-               progress: Callable[[int, float], None] | None = None,
                on_iteration: Callable[[int, SolverState, dict], dict] | None = None,
                ) -> tuple[SolverState, dict]:
     """Run ``options.iterations`` passes of minibatch updates on ``state`` (in place).
@@ -211,8 +211,6 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
         Read one minibatch at a time when it is not an in-memory ndarray.
     valid : ndarray, shape (N, N), bool, or None, DC at (N/2, N/2)
     options : ptycho.refine.RefineOptions
-    progress : callable(done_positions, misfit), optional
-        Called after every minibatch.
     on_iteration : callable(iteration, state, history) -> dict, optional
         Called after each iteration with the history so far (that iteration's row has
         ``iteration``, ``misfit`` and ``time_s``); untimed. Its values join the row.
@@ -233,11 +231,8 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
     if in_memory:
         all_measured = torch.from_numpy(np.fft.ifftshift(np.asarray(measured, np.float32),
                                                          axes=(-2, -1))).to(device, real_dtype)
-    valid_t = None
-    valid_count = n * n
-    if valid is not None:
-        valid_t = torch.from_numpy(np.fft.ifftshift(np.asarray(valid, bool))).to(device)
-        valid_count = int(valid_t.sum())
+    valid_t = detector_mask(valid, device)
+    valid_count = n * n if valid_t is None else int(valid_t.sum())
     start_rc = state.origin_rc.clone()
     limit = float(options.max_position_correction_px)
     generator = torch.Generator().manual_seed(int(options.seed))
@@ -286,8 +281,6 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
                 low = start_rc[batch] - limit
                 high = start_rc[batch] + limit
                 state.origin_rc[batch] = torch.minimum(torch.maximum(moved, low), high)
-            if progress is not None:
-                progress(min(lo + options.batch_size, n_positions), float(misfit))
         if before is not None:
             change = state.obj - before
             velocity = change if velocity is None else options.momentum * velocity + change
@@ -312,17 +305,14 @@ def step_schedule(iteration: int, options) -> float:
     """Factor on the object and probe steps at ``iteration`` (0-based).
 
     1 for the first iterations, then, over the last ``floor(decay_fraction * iterations)``, a
-    cosine that reaches ``final_step_fraction`` at the last iteration: late, small steps
+    cosine that reaches ``final_step_fraction`` at the last iteration (the training's cosine,
+    :class:`ptycho.backends.schedule.CosineSchedule`, without warm-up): late, small steps
     average the noise of the minibatches instead of chasing it.
     """
-    total = options.iterations
-    decay = int(options.decay_fraction * total)
-    start = total - decay
-    if decay == 0 or iteration < start:
-        return 1.0
-    progress = (iteration - start + 1) / decay
-    low = options.final_step_fraction
-    return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay = int(options.decay_fraction * options.iterations)
+    cosine = CosineSchedule(warmup_steps=0, total_steps=decay,
+                            min_factor=options.final_step_fraction)
+    return cosine.factor(iteration - (options.iterations - decay) + 1)
 
 
 def _update_object(state: SolverState, windows: PatchWindows, chi: torch.Tensor,
@@ -348,6 +338,13 @@ def _update_probe(state: SolverState, patches: torch.Tensor, chi: torch.Tensor,
     state.probe += step_scale * options.probe_step * numerator / torch.clamp(denominator, min=1e-30)
 
 
+def detector_mask(valid: np.ndarray | None, device) -> torch.Tensor | None:
+    """The (N, N) valid-pixel mask in the solver's unshifted layout (DC at [0, 0]), or None."""
+    if valid is None:
+        return None
+    return torch.from_numpy(np.fft.ifftshift(np.asarray(valid, bool))).to(device)
+
+
 def _chunks(count: int, size: int = 256):
     for lo in range(0, count, size):
         yield slice(lo, min(lo + size, count))
@@ -357,9 +354,7 @@ def mean_predicted_counts(state: SolverState, valid: np.ndarray | None) -> float
     """Mean over positions of ``sum |fft2(P o_m)/N|**2`` on the valid pixels (float)."""
     n = state.probe.shape[-1]
     height, width = state.obj.shape
-    mask = None
-    if valid is not None:
-        mask = torch.from_numpy(np.fft.ifftshift(np.asarray(valid, bool))).to(state.obj.device)
+    mask = detector_mask(valid, state.obj.device)
     total = 0.0
     with torch.no_grad():
         for part in _chunks(state.origin_rc.shape[0]):
