@@ -120,21 +120,18 @@ def run(args: argparse.Namespace) -> int:
     adapted = " (adapted)" if args.adapt_epochs else ""
     print(f"reconstructed {scan.n_positions} positions with the {archive.manifest['backend']} model "
           f"from {archive.source}{adapted}; outputs in {output_dir}")
-    if refine_options is None:
-        if metrics:
-            from ptycho.evaluation import format_metrics
-
-            print(format_metrics(metrics))
-        return 0
-    refined_metrics = _refine(result, scan, model.probe, refine_options, output_dir / "refined",
-                              log)
+    refined_metrics = None
+    if refine_options is not None:
+        refined_metrics = _refine(result, scan, model.probe, refine_options,
+                                  output_dir / "refined", log)
     if metrics:
         from ptycho.evaluation import format_metrics
 
-        print("network:")
-        print(format_metrics(metrics))
-        print("refined:")
-        print(format_metrics(refined_metrics))
+        if refined_metrics is None:
+            print(format_metrics(metrics))
+        else:
+            print("network:\n" + format_metrics(metrics))
+            print("refined:\n" + format_metrics(refined_metrics))
     return 0
 
 
