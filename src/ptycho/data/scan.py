@@ -28,6 +28,14 @@ class Scan:
     object_guess : ndarray, shape (H, W), complex64, optional
         Ground truth or initial object.
     bad_pixels : ndarray, shape (N, N), bool, optional
+        Detector pixels not to use in any pattern (True = bad: dead, hot, module gap, beamstop),
+        on the final N x N grid (after any crop/bin on read). The union of the file's own mask
+        and ``--mask FILE``; None when nothing is masked.
+    saturation_counts : float or None
+        Per-frame saturation level in counts: in each pattern, pixels whose measured count
+        (``amplitude**2``, before any normalisation, after binning) is at or above it are
+        excluded from that pattern only. None (default): no saturation exclusion. Set by
+        ``--saturation COUNTS``.
     measured_domain : {'amplitude', 'intensity'}
         What the file held before conversion to amplitude.
     measured_reason : str
@@ -46,6 +54,7 @@ class Scan:
     scan_index: np.ndarray | None = None
     object_guess: np.ndarray | None = None
     bad_pixels: np.ndarray | None = None
+    saturation_counts: float | None = None
     measured_domain: str = "amplitude"
     measured_reason: str = ""
     source: str = "<memory>"
@@ -92,6 +101,7 @@ class Scan:
             scan_index=self.scan_index[indices],
             object_guess=self.object_guess,
             bad_pixels=self.bad_pixels,
+            saturation_counts=self.saturation_counts,
             measured_domain=self.measured_domain,
             measured_reason=self.measured_reason,
             source=self.source,
