@@ -25,6 +25,7 @@ import numpy as np
 
 from ptycho.data import lazy as _lazy
 from ptycho.data.npz import DIFFRACTION_KEYS, REQUIRED_KEYS, MemberReader, read_members
+from ptycho.data.reading import ReadOptions
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
 from ptycho.fileio import atomic_path
@@ -88,8 +89,8 @@ class Hdf5Reader(MemberReader):
         self._file.close()
 
 
-def read_scan_hdf5(path: str | Path, measurement: str = "auto", *, lazy: bool | None = None
-                   ) -> Scan:
+def read_scan_hdf5(path: str | Path, measurement: str = "auto", *, lazy: bool | None = None,
+                   options: ReadOptions | None = None) -> Scan:
     """Read and validate an HDF5 scan; return a :class:`Scan` holding amplitudes.
 
     Parameters
@@ -100,6 +101,9 @@ def read_scan_hdf5(path: str | Path, measurement: str = "auto", *, lazy: bool | 
         Stream the patterns from disk (True), only when larger than
         :func:`ptycho.data.lazy.lazy_threshold_bytes` (None, the default), or read them into
         memory (False).
+    options : ReadOptions, optional
+        Crop, binning, masks, saturation and probe applied on read
+        (:mod:`ptycho.data.reading`).
     """
     path = Path(path)
     if measurement not in ("auto", "amplitude", "intensity"):
@@ -108,7 +112,7 @@ def read_scan_hdf5(path: str | Path, measurement: str = "auto", *, lazy: bool | 
     try:
         if not any(key in reader.keys for key in DIFFRACTION_KEYS):
             reader.require("diffraction")
-        return read_members(reader, measurement, lazy)
+        return read_members(reader, measurement, lazy, options)
     finally:
         reader.close()  # a streamed stack reopens the file itself
 

@@ -53,10 +53,11 @@ def lazy_threshold_bytes() -> int:
         raise InputError("invalid value", LAZY_THRESHOLD_ENV, "a number of bytes", value) from None
 
 
-def chunk_length(pattern_shape, itemsize: int = 8, budget: int = CHUNK_BYTES) -> int:
-    """Patterns per chunk so that one chunk of ``itemsize``-byte values fits ``budget``."""
+def chunk_length(pattern_shape, itemsize: int = 8, budget: int | None = None) -> int:
+    """Patterns per chunk so that one chunk of ``itemsize``-byte values fits ``budget``
+    (default :data:`CHUNK_BYTES`)."""
     per_pattern = max(1, int(np.prod(pattern_shape, dtype=np.int64)) * itemsize)
-    return max(1, budget // per_pattern)
+    return max(1, (budget or CHUNK_BYTES) // per_pattern)
 
 
 def iter_chunks(patterns, length: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
@@ -118,12 +119,14 @@ class StoredArray:
     def pattern_shape(self) -> tuple:
         return tuple(self.shape[1:3])
 
-    def is_pattern_stack(self, n_positions: int) -> bool:
-        """True for an (M, N, N) or (M, N, N, 1) layout with M = ``n_positions``, N > 0."""
+    def is_pattern_stack(self, n_positions: int, square: bool = True) -> bool:
+        """True for an (M, N, N) or (M, N, N, 1) layout with M = ``n_positions``, N > 0
+        (with ``square=False`` also (M, H, W): frames to be cropped)."""
         shape = self.shape
         if len(shape) == 4 and shape[-1] == 1:
             shape = shape[:3]
-        return len(shape) == 3 and shape[0] == n_positions and shape[1] == shape[2] > 0
+        return (len(shape) == 3 and shape[0] == n_positions and shape[1] > 0 and shape[2] > 0
+                and (shape[1] == shape[2] or not square))
 
     def amplitude_nbytes(self) -> int:
         """Bytes of the whole stack as float32 amplitudes."""
@@ -150,15 +153,22 @@ class LazyPatterns:
     intensity : bool
         The file holds counts: selections are converted with ``sqrt`` (in float64, like the
         in-memory reader, so both give identical amplitudes).
+    geometry : ptycho.data.detector.FrameGeometry, optional
+        Crop, binning and bad pixels applied to every frame as it is read (then the stack is
+        (M, N, N) with the geometry's N, and :meth:`read_raw` returns transformed values).
     """
 
     dtype = np.dtype(np.float32)
     ndim = 3
 
-    def __init__(self, stored: StoredArray, *, intensity: bool):
+    def __init__(self, stored: StoredArray, *, intensity: bool, geometry=None):
         self.stored = stored
         self.intensity = bool(intensity)
-        self.shape = tuple(int(s) for s in stored.shape[:3])
+        self.geometry = geometry
+        self.shape = tuple(int(s) for s in stored.shape[:1])
+        self.shape += ((geometry.n, geometry.n) if geometry is not None
+                       else tuple(int(s) for s in stored.shape[1:3]))
+        self._chunk = chunk_length(stored.shape[1:3])
         self._squeeze = len(stored.shape) == 4
         self._power: np.ndarray | None = None
         self._handle = None
@@ -200,10 +210,14 @@ class LazyPatterns:
         state["_pid"] = None
         return state
 
+    def _frames(self, raw: np.ndarray) -> np.ndarray:
+        raw = raw[..., 0] if self._squeeze else raw
+        return raw if self.geometry is None else self.geometry.transform(raw, self.intensity)
+
     def read_raw(self, start: int, stop: int) -> np.ndarray:
-        """Stored values of patterns ``start:stop`` (no conversion), shape (n, N, N)."""
-        raw = np.asarray(self._source()[start:stop])
-        return raw[..., 0] if self._squeeze else raw
+        """Stored values of patterns ``start:stop`` (no conversion to amplitude; cropped and
+        binned by the geometry), shape (n, N, N)."""
+        return self._frames(np.asarray(self._source()[start:stop]))
 
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
         """Stored values of the patterns ``rows`` (1-D, in range, any order, repeats allowed)."""
@@ -223,8 +237,7 @@ class LazyPatterns:
                 raw = np.concatenate([source[int(run[0]):int(run[-1]) + 1] for run in runs])
             if len(unique) != len(rows) or np.any(unique != rows):
                 raw = raw[inverse.reshape(-1)]
-        raw = np.asarray(raw)
-        return raw[..., 0] if self._squeeze else raw
+        return self._frames(np.asarray(raw))
 
     def convert(self, raw: np.ndarray) -> np.ndarray:
         """Stored values -> float32 amplitudes (a new in-memory array)."""
@@ -274,8 +287,8 @@ class LazyPatterns:
 
     def __array__(self, dtype=None, copy=None):
         out = np.empty(self.shape, np.float32)
-        for lo in range(0, self.shape[0], chunk_length(self.shape[1:])):
-            hi = min(lo + chunk_length(self.shape[1:]), self.shape[0])
+        for lo in range(0, self.shape[0], self._chunk):
+            hi = min(lo + self._chunk, self.shape[0])
             out[lo:hi] = self.convert(self.read_raw(lo, hi))
         return out if dtype is None else out.astype(dtype, copy=False)
 
@@ -283,8 +296,8 @@ class LazyPatterns:
         """``sum_xy amplitude**2`` of every pattern, float64 (M,), cached."""
         if self._power is None:
             power = np.empty(self.shape[0], np.float64)
-            for lo in range(0, self.shape[0], chunk_length(self.shape[1:])):
-                hi = min(lo + chunk_length(self.shape[1:]), self.shape[0])
+            for lo in range(0, self.shape[0], self._chunk):
+                hi = min(lo + self._chunk, self.shape[0])
                 amplitude = self.convert(self.read_raw(lo, hi))
                 power[lo:hi] = np.square(amplitude, dtype=np.float64).sum(axis=(-2, -1))
             self._power = power
@@ -298,7 +311,7 @@ def validate_patterns(patterns: LazyPatterns, where: str) -> None:
     """
     kind = patterns.stored.dtype.kind
     count = patterns.shape[0]
-    length = chunk_length(patterns.shape[1:])
+    length = patterns._chunk
     non_finite = negative = 0
     any_nonzero = False
     power = np.empty(count, np.float64)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.data import lazy as _lazy
+from ptycho.data.detector import resolve_geometry
+from ptycho.data.reading import ReadOptions, scan_probe
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError
 from ptycho.fileio import atomic_path
@@ -153,14 +155,18 @@ def _coords(reader: NpzReader, key: str, required: bool) -> np.ndarray | None:
     return array.astype(np.float64)
 
 
-def diffraction_layout(array: np.ndarray, n_positions: int, where: str) -> np.ndarray:
-    """Patterns as (M, N, N) from (M, N, N), (M, N, N, 1) or (N, N, M); else InputError."""
+def diffraction_layout(array: np.ndarray, n_positions: int, where: str, square: bool = True
+                       ) -> np.ndarray:
+    """Patterns as (M, N, N) from (M, N, N), (M, N, N, 1) or (N, N, M); else InputError.
+
+    ``square=False`` also accepts (M, H, W) frames (to be cropped by ``--crop``).
+    """
     if array.ndim == 4 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3:
         raise InputError("wrong shape", where, "patterns as (M, N, N), (N, N, M) or (M, N, N, 1)",
                          _describe(array))
-    if array.shape[0] == n_positions and array.shape[1] == array.shape[2]:
+    if array.shape[0] == n_positions and (array.shape[1] == array.shape[2] or not square):
         return array
     if array.shape[2] == n_positions and array.shape[0] == array.shape[1]:
         log.info("%s: transposed patterns from (N, N, M) to (M, N, N)", where)
@@ -212,8 +218,8 @@ def resolve_measurement(reader_keys: set[str], file_value: str | None, dtype: np
     return "amplitude", "the default"
 
 
-def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | None = False
-                  ) -> Scan:
+def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | None = False,
+                  options: ReadOptions | None = None) -> Scan:
     """Read and validate a scan NPZ; return a :class:`Scan` holding amplitudes.
 
     Parameters
@@ -224,6 +230,9 @@ def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | N
     lazy : bool or None
         Memory-map an uncompressed ``diff3d`` instead of reading it (True), only when it is
         larger than :func:`ptycho.data.lazy.lazy_threshold_bytes` (None), or never (False).
+    options : ReadOptions, optional
+        Crop, binning, masks, saturation and probe applied on read
+        (:mod:`ptycho.data.reading`).
 
     Raises
     ------
@@ -235,12 +244,12 @@ def read_scan_npz(path: str | Path, measurement: str = "auto", *, lazy: bool | N
         raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
     reader = NpzReader(path)
     try:
-        return read_members(reader, measurement, lazy)
+        return read_members(reader, measurement, lazy, options)
     finally:
         reader.close()
 
 
-def _streamed_patterns(reader, key: str, n_positions: int, lazy: bool | None
+def _streamed_patterns(reader, key: str, n_positions: int, lazy: bool | None, square: bool = True
                        ) -> _lazy.StoredArray | None:
     """The stored pattern stack to stream, or None to read it into memory."""
     if lazy is False:
@@ -251,15 +260,22 @@ def _streamed_patterns(reader, key: str, n_positions: int, lazy: bool | None
             log.warning("%s:%s is compressed and cannot be streamed; reading it into memory",
                         reader.name, key)
         return None
-    if not stored.is_pattern_stack(n_positions):
+    if not stored.is_pattern_stack(n_positions, square):
         return None  # other layouts and their errors: the in-memory path
     if lazy is None and stored.amplitude_nbytes() <= _lazy.lazy_threshold_bytes():
         return None
     return stored
 
 
-def read_members(reader: MemberReader, measurement: str, lazy: bool | None = False) -> Scan:
-    """Validate the members of an open scan file (NPZ or HDF5 reader) into a :class:`Scan`."""
+def read_members(reader: MemberReader, measurement: str, lazy: bool | None = False,
+                 options: ReadOptions | None = None) -> Scan:
+    """Validate the members of an open scan file (NPZ or HDF5 reader) into a :class:`Scan`.
+
+    ``options`` (:class:`ptycho.data.reading.ReadOptions`) crops and bins the frames
+    (:mod:`ptycho.data.detector`; then ``bad_pixels`` may also be raw-detector-sized), adds
+    ``--mask``, ``--saturation`` and ``--probe``.
+    """
+    options = options or ReadOptions()
     name = reader.name
     xcoords = _coords(reader, "xcoords", True)
     ycoords = _coords(reader, "ycoords", True)
@@ -275,30 +291,16 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
     if diff_key is None:
         reader.require("diff3d")
     where = f"{name}:{diff_key}"
-    stored = _streamed_patterns(reader, diff_key, n_positions, lazy)
+    square = options.crop_px is None
+    stored = _streamed_patterns(reader, diff_key, n_positions, lazy, square)
+    raw = reader.require(diff_key) if stored is None else None
+    raw_dtype = raw.dtype if stored is None else stored.dtype
+    if raw_dtype.kind == "c":
+        raise InputError("complex diffraction", where, "real amplitudes or counts", str(raw_dtype))
+    if raw_dtype.kind not in ("i", "u", "f"):
+        raise InputError("wrong dtype", where, "a real numeric array", str(raw_dtype))
     if stored is None:
-        raw = reader.require(diff_key)
-        if raw.dtype.kind == "c":
-            raise InputError("complex diffraction", where, "real amplitudes or counts", str(raw.dtype))
-        check_real_finite(raw, where)
-        raw = diffraction_layout(raw, n_positions, where)
-        if raw.dtype.kind in ("i", "f") and np.any(raw < 0):
-            bad = int(np.count_nonzero(raw < 0))
-            raise InputError("negative values", where, "amplitudes or counts >= 0", f"{bad} negative values")
-        if not np.any(raw):
-            raise InputError("all-zero patterns", where, "at least one non-zero pattern")
-        raw_dtype, pattern_shape = raw.dtype, raw.shape[1:]
-    else:  # streamed: values are checked chunk by chunk once the domain is known
-        if stored.dtype.kind not in ("i", "u", "f"):
-            raise InputError("wrong dtype", where, "a real numeric array", str(stored.dtype))
-        raw_dtype, pattern_shape = stored.dtype, stored.pattern_shape
-
-    notes: list[str] = []
-    probe = probe_mode0(reader.require("probeGuess"), f"{name}:probeGuess", notes)
-    if probe.shape[0] != pattern_shape[-1]:
-        raise InputError("size mismatch", f"{name}:probeGuess",
-                         f"a {pattern_shape[-1]}x{pattern_shape[-1]} probe like the patterns",
-                         f"{probe.shape[0]}x{probe.shape[1]}")
+        raw = diffraction_layout(raw, n_positions, where, square)
 
     file_measurement = reader.get("measurement")
     file_value = None
@@ -308,8 +310,39 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
             raise InputError("invalid value", f"{name}:measurement", "'amplitude' or 'intensity'",
                              repr(file_value))
     domain, reason = resolve_measurement(reader.keys, file_value, raw_dtype, measurement)
+
+    masks = options.masks()
+    bad_pixels = reader.get("bad_pixels")
+    if bad_pixels is not None:
+        if bad_pixels.dtype.kind not in "biuf":
+            raise InputError("wrong dtype", f"{name}:bad_pixels", "a boolean or numeric mask",
+                             str(bad_pixels.dtype))
+        masks.insert(0, (np.asarray(bad_pixels).astype(bool), f"{name}:bad_pixels"))
+    geometry = resolve_geometry(options, raw if stored is None else stored,
+                                domain == "intensity", masks, where)
+
+    if stored is None:
+        if geometry is not None:
+            raw = geometry.transform(raw, domain == "intensity")
+        check_real_finite(raw, where)
+        if raw.dtype.kind in ("i", "f") and np.any(raw < 0):
+            bad = int(np.count_nonzero(raw < 0))
+            raise InputError("negative values", where, "amplitudes or counts >= 0", f"{bad} negative values")
+        if not np.any(raw):
+            raise InputError("all-zero patterns", where, "at least one non-zero pattern")
+        pattern_shape = raw.shape[1:]
+    else:  # streamed: values are checked chunk by chunk
+        pattern_shape = (geometry.n,) * 2 if geometry is not None else stored.pattern_shape
+
+    notes: list[str] = []
+    probe, probe_where = scan_probe(options, reader.get("probeGuess") if options.probe_file
+                                    else reader.require("probeGuess"), f"{name}:probeGuess", notes)
+    if probe.shape[0] != pattern_shape[-1]:
+        raise InputError("size mismatch", probe_where,
+                         f"a {pattern_shape[-1]}x{pattern_shape[-1]} probe like the patterns",
+                         f"{probe.shape[0]}x{probe.shape[1]}")
     if stored is not None:
-        diffraction = _lazy.LazyPatterns(stored, intensity=domain == "intensity")
+        diffraction = _lazy.LazyPatterns(stored, intensity=domain == "intensity", geometry=geometry)
         _lazy.validate_patterns(diffraction, where)
     elif domain == "intensity":  # chunk by chunk: no float64 copy of the whole stack
         diffraction = np.empty(raw.shape, np.float32)
@@ -328,6 +361,8 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
         note += f"; streamed from disk ({stored.kind})"
     log.info(note)
     notes.append(note)
+    if geometry is not None:
+        notes.append(f"{name}: {geometry.describe()}")
 
     xstart = _coords(reader, "xcoords_start", False)
     ystart = _coords(reader, "ycoords_start", False)
@@ -365,19 +400,11 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
                 f"0 <= x <= {width - 1} and 0 <= y <= {height - 1} (object pixels)",
                 f"{int(outside.sum())} outside, first (x={xcoords[first]:.1f}, y={ycoords[first]:.1f})")
 
-    bad_pixels = reader.get("bad_pixels")
-    if bad_pixels is not None:
-        if bad_pixels.dtype.kind not in "biuf":
-            raise InputError("wrong dtype", f"{name}:bad_pixels", "a boolean or numeric mask",
-                             str(bad_pixels.dtype))
-        bad_pixels = np.asarray(bad_pixels).astype(bool)
-        if bad_pixels.shape != tuple(pattern_shape):
-            raise InputError("wrong shape", f"{name}:bad_pixels",
-                             f"a mask of shape {tuple(pattern_shape)}", _describe(bad_pixels))
-
     return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=probe,
                 xcoords_start=xstart, ycoords_start=ystart, scan_index=scan_index,
-                object_guess=object_guess, bad_pixels=bad_pixels, measured_domain=domain,
+                object_guess=object_guess,
+                bad_pixels=None if geometry is None else geometry.bad,
+                saturation_counts=options.saturation_counts, measured_domain=domain,
                 measured_reason=reason, source=str(reader.path), notes=notes)
 
 
