@@ -30,7 +30,7 @@ HELP = {
     "targets": "refine or refine:K: reconstruct the training scan with K iterations of the "
                "iterative solver and also train against it, with weight --realspace_mae_weight "
                "(when 0: 10 per mean count per detector pixel)",
-    "test_data_file": "scan to reconstruct after training (.npz or .h5)",
+    "test_data_file": "scan to reconstruct after training (.npz, .h5 or .cxi)",
     "batch_size": "samples per optimiser step",
     "nepochs": "maximum number of epochs",
     "nphotons": "photons per pattern for the Poisson model (default: measured from the data)",

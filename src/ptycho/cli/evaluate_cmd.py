@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 from ptycho.cli.common import add_option
+from ptycho.cli.reading import add_reading_options, read_scan_with_options
 
 REGISTRATION_CHOICES = ("auto", "amplitude", "complex", "none")
 
@@ -34,7 +35,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                         help="reconstruction.npz (object, x0_px, y0_px[, weight, xcoords, "
                              "ycoords]) or a complex (H, W) .npy")
     add_option(parser, "truth", required=True, metavar="SCAN",
-               help="scan (.npz, .h5) whose objectGuess is the ground truth")
+               help="scan (.npz, .h5, .cxi) whose objectGuess is the ground truth")
     add_option(parser, "output_dir", metavar="DIR",
                help="folder for metrics.json and comparison.png (default: RECON's folder)")
     add_option(parser, "x0", type=float, metavar="PX",
@@ -48,6 +49,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "amplitude unless it has no contrast (default: %(default)s)")
     add_option(parser, "plot", type=bool, default=True,
                help="write comparison.png (default: true)")
+    add_reading_options(parser)
     return parser
 
 
@@ -57,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ptycho.data.io import read_scan
     from ptycho.errors import InputError
     from ptycho.evaluation import (
         compare_reconstruction,
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     recon = read_reconstruction(args.recon, x0_px=args.x0, y0_px=args.y0)
     truth_path = Path(args.truth)
-    scan = read_scan(truth_path)
+    scan = read_scan_with_options(truth_path, args)
     if scan.object_guess is None:
         raise InputError("missing key", f"{truth_path.name}:objectGuess",
                          "a scan holding the ground-truth object objectGuess (H, W)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ptycho.cli.common import add_option, ensure_output_dir
+from ptycho.cli.reading import add_reading_options, read_options
 from ptycho.config.config import DEFAULT_PREDICT_BATCH
 
 ADAPTED_DIR = "adapted_model"  # inside --output_dir: the archive of --adapt-epochs
@@ -19,7 +20,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_option(parser, "model_path", type=str, required=True,
                help="training output folder, wts.h5.zip, or an extracted archive folder")
     add_option(parser, "test_data", "--test_data_file", "--test-data-file", type=str, required=True,
-               help="scan to reconstruct (.npz or .h5)")
+               help="scan to reconstruct (.npz, .h5 or .cxi)")
     add_option(parser, "output_dir", type=str, default="inference_outputs",
                help="output folder (default: inference_outputs)")
     add_option(parser, "batch_size", type=int, default=DEFAULT_PREDICT_BATCH,
@@ -37,6 +38,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                choices=["auto", "amplitude", "intensity"], help="what diff3d holds (default: auto)")
     add_option(parser, "backend", type=str, choices=["pytorch", "tensorflow"],
                help="expected backend of the archive (default: the archive's own)")
+    add_reading_options(parser)
     add_option(parser, "n_groups", "--n_images", "--n-images", type=int,
                help="ignored: inference always covers every scan position")
     adaptation = parser.add_argument_group(
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("invalid value", "--batch_size", "an integer >= 1", str(args.batch_size))
     _check_adapt_options(args)
     refine_options = _refine_options(args)
+    reading = read_options(args)
     reference = None
     if args.product_out:
         from ptycho.data.products import read_product
@@ -99,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
             require_geometry(args.pixel_size_m, args.photon_energy_ev, args.detector_distance_m)
     if args.n_groups is not None:
         log.warning("--n_groups/--n_images is ignored: inference covers every scan position")
-    scan = read_scan(args.test_data, args.measurement)
+    scan = read_scan(args.test_data, args.measurement, options=reading)
     model, archive = load_trained_model(args.model_path, backend=args.backend)
     if args.adapt_epochs:
         model = _adapt(archive, scan, args, output_dir / ADAPTED_DIR)

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ptycho.cli.common import add_option
+from ptycho.cli.reading import add_reading_options
 
 #: File name suffix (lower case) -> kind key of :data:`INSPECTORS`.
 SUFFIX_KINDS: dict[str, str] = {".npz": "scan", ".zip": "archive", ".h5": "product",
-                                 ".hdf5": "product"}
+                                 ".hdf5": "product", ".cxi": "scan"}
 #: Human names of the kinds, for messages.
-KIND_NAMES: dict[str, str] = {"scan": "scan (.npz, .h5, .hdf5)",
+KIND_NAMES: dict[str, str] = {"scan": "scan (.npz, .h5, .hdf5, .cxi)",
                               "archive": "model archive (wts.h5.zip or its folder)",
                               "product": "ptychodus product (.h5, .hdf5, .npz)"}
 
@@ -42,6 +43,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="what diff3d holds in a scan NPZ: auto follows the file (measurement key, "
                     "bad_pixels, integer dtype), or force amplitude / intensity "
                     "(default: %(default)s)")
+    add_reading_options(parser)
     return parser
 
 
@@ -58,7 +60,7 @@ def _detect_kind(path: Path) -> str:
     kind = SUFFIX_KINDS.get(path.suffix.lower())
     if kind == "scan" and _is_npz_product(path):
         kind = "product"
-    if kind == "product" and _is_hdf5_scan(path):
+    if kind == "product" and (_is_hdf5_scan(path) or _is_cxi(path)):
         kind = "scan"
     if kind is None:
         raise InputError("unsupported file type", str(path),
@@ -115,11 +117,10 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
     import numpy as np
     from scipy.spatial import cKDTree
 
-    from ptycho.data.io import read_scan
+    from ptycho.cli.reading import read_scan_with_options
     from ptycho.data.lazy import pattern_power
 
-    requested = getattr(args, "measurement", None) or "auto"
-    scan = read_scan(path, measurement=requested)
+    scan = read_scan_with_options(path, args)
     simulation = _simulation_metadata(path)
 
     power = pattern_power(scan.diffraction)
@@ -159,6 +160,8 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
         "photons_per_pattern": {"mean": float(power.mean()), "min": float(power.min()),
                                 "max": float(power.max())},
         "measurement": {"domain": scan.measured_domain, "reason": scan.measured_reason},
+        "bad_pixels": None if scan.bad_pixels is None else int(np.count_nonzero(scan.bad_pixels)),
+        "saturation_counts": scan.saturation_counts,
         "probe": {
             "shape": [int(s) for s in probe.shape],
             "power": float(np.sum(magnitude ** 2)),
@@ -201,6 +204,12 @@ def _format_scan(summary: dict[str, Any]) -> str:
                         f"{probe['phase_min']:.3f} .. {probe['phase_max']:.3f} rad where "
                         f"|P| > 10% of max")),
     ]
+    if summary.get("bad_pixels") is not None:
+        rows.append(("bad pixels", f"{summary['bad_pixels']} of {summary['N'] ** 2} (left out "
+                                   "of every pattern)"))
+    if summary.get("saturation_counts") is not None:
+        rows.append(("saturation", f"{summary['saturation_counts']:.6g} counts (pixels at or "
+                                   "above it left out of their pattern)"))
     obj = summary["object"]
     if obj is None:
         rows.append(("object size", "no objectGuess"))
@@ -285,6 +294,12 @@ def _is_hdf5_scan(path: Path) -> bool:
             return "xcoords" in handle and any(key in handle for key in DIFFRACTION_KEYS)
     except OSError:
         return False
+
+
+def _is_cxi(path: Path) -> bool:
+    from ptycho.data.cxi import is_cxi
+
+    return is_cxi(path)
 
 
 def _is_npz_product(path: Path) -> bool:

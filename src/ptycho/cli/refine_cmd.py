@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ptycho.cli.common import add_option, ensure_output_dir
+from ptycho.cli.reading import add_reading_options, read_scan_with_options
 
 #: RefineOptions field -> flag of ``ptychopinn refine`` (error messages name the flag).
 REFINE_FLAGS = {
@@ -91,7 +92,7 @@ def register(subparsers) -> argparse.ArgumentParser:
         "refine", help="iterative reconstruction (from flat or from a reconstruction)",
         description=_DESCRIPTION, formatter_class=_DefaultsFromRefineOptions)
     add_option(parser, "scan", type=str, required=True, metavar="FILE",
-               help="scan to reconstruct (.npz or .h5)")
+               help="scan to reconstruct (.npz, .h5 or .cxi)")
     add_option(parser, "init", type=str, default="flat", metavar="flat|RECON.npz",
                help="starting object: flat (all ones) or a reconstruction.npz written by infer "
                     "or refine (default: flat)")
@@ -99,6 +100,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_option(parser, "measurement", type=str, default="auto",
                choices=["auto", "amplitude", "intensity"], help="what diff3d holds (default: auto)")
     add_solver_options(parser, REFINE_FLAGS)
+    add_reading_options(parser)
     return parser
 
 
@@ -136,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from ptycho.data.io import read_scan
     from ptycho.errors import InputError
     from ptycho.refine import refine, resolve_device
     from ptycho.workflows.refinement import initial_from_reconstruction, write_refine_outputs
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     ensure_output_dir(output_dir, "--output_dir")
     options = options_from_args(args, REFINE_FLAGS)
     resolve_device(options.device)
-    scan = read_scan(args.scan, args.measurement)
+    scan = read_scan_with_options(args.scan, args)
     initial = None
     if args.init != "flat":
         from ptycho.evaluation import read_reconstruction
