@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from numbers import Integral
 from pathlib import Path
 
 import numpy as np
@@ -92,10 +93,11 @@ class ReadOptions:
     translation_axes: str = DEFAULT_TRANSLATION_AXES
 
     def __post_init__(self) -> None:
-        if self.crop_px is not None and not (isinstance(self.crop_px, int) and self.crop_px >= 2):
+        if self.crop_px is not None and not (isinstance(self.crop_px, Integral)
+                                             and self.crop_px >= 2):
             raise InputError("invalid value", "--crop", "a window side in detector pixels >= 2",
                              str(self.crop_px))
-        if not (isinstance(self.bin_factor, int) and self.bin_factor >= 1):
+        if not (isinstance(self.bin_factor, Integral) and self.bin_factor >= 1):
             raise InputError("invalid value", "--bin", "an integer binning factor >= 1",
                              str(self.bin_factor))
         if self.centre_px is not None and (len(self.centre_px) != 2 or not all(
