@@ -8,6 +8,18 @@ Members::
     probe.npy       the (trained) normalised probe, complex64 (N, N)
     weights.*       backend payload (torch state dict loaded with weights_only=True, or Keras
                     ``model.weights.h5`` loaded into a model rebuilt from the manifest)
+    probes.npy      only for a model trained on K > 1 scans: their normalised probes,
+                    complex64 (K, N, N), in the order of the manifest's ``training_scans``
+
+A model trained on several scans (a library) is the same network with the same weights
+layout: ``probe.npy`` and the model's probe are the first scan's, and ``intensity_scale``
+and ``nphotons`` start from the first scan's photon count. The manifest adds
+``training_scans``, one record per scan (``file``, ``n_positions``, ``n_groups``,
+``nphotons``, ``intensity_scale`` s_k and ``norm_factor``); archives of one scan have neither
+``training_scans`` nor ``probes.npy`` (their layout is unchanged). Inference never needs
+them: a new scan is normalised with its own factor, and the CLI weights the stitching of a
+library model's reconstruction by the new scan's own probe (see
+:func:`ptycho.workflows.inference.stitching_probe`).
 
 Reading never unpickles or deserialises code. Member names, sizes, types and checksums are
 verified, and writes are atomic.
@@ -35,6 +47,7 @@ from ptycho.fileio import atomic_path
 ARCHIVE_NAME = "wts.h5.zip"
 MANIFEST_NAME = "manifest.json"
 PROBE_NAME = "probe.npy"
+PROBES_NAME = "probes.npy"
 FORMAT_VERSION = 1
 MAX_MEMBER_BYTES = 2 * 1024 ** 3
 MAX_MANIFEST_BYTES = 16 * 1024 ** 2
@@ -49,6 +62,14 @@ class ModelArchive:
     probe: np.ndarray
     payload: bytes
     source: str
+    probes: np.ndarray | None = None
+    """(K, N, N) complex: the probes of the K > 1 training scans, else None."""
+
+
+def training_scan_count(manifest: dict) -> int:
+    """How many scans the archived model was trained on (1 without ``training_scans``)."""
+    scans = manifest.get("training_scans")
+    return len(scans) if isinstance(scans, list) and scans else 1
 
 
 def utc_now_iso() -> str:
@@ -88,14 +109,19 @@ def history_summary(history: dict) -> dict:
 
 
 def build_manifest(model, training_config, *, nphotons: float, payload: bytes,
-                   probe_bytes: bytes) -> dict:
-    """Assemble the manifest for a trained model (see the module docstring)."""
+                   probe_bytes: bytes, training_scans: list[dict] | None = None,
+                   probes_bytes: bytes | None = None) -> dict:
+    """Assemble the manifest for a trained model (see the module docstring).
+
+    ``training_scans`` and ``probes_bytes`` (the ``probes.npy`` member) describe a model
+    trained on several scans; both None for one scan.
+    """
     from ptycho import __version__
 
     training = _jsonable(training_config)
     training.pop("model", None)
     cfg = model.model_config
-    return {
+    manifest = {
         "format_version": FORMAT_VERSION,
         "backend": model.backend,
         "payload": model.payload_name,
@@ -112,21 +138,39 @@ def build_manifest(model, training_config, *, nphotons: float, payload: bytes,
         "history_summary": history_summary(model.history),
         "files": {PROBE_NAME: _sha256(probe_bytes), model.payload_name: _sha256(payload)},
     }
+    if training_scans is not None:
+        manifest["training_scans"] = _jsonable(training_scans)
+        manifest["files"][PROBES_NAME] = _sha256(probes_bytes)
+    return manifest
 
 
-def write_archive(output_dir: str | Path, model, training_config, *, nphotons: float) -> Path:
-    """Write ``<output_dir>/wts.h5.zip`` atomically and return its path."""
-    probe_buffer = io.BytesIO()
-    np.save(probe_buffer, np.asarray(model.probe, np.complex64), allow_pickle=False)
-    probe_bytes = probe_buffer.getvalue()
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(array, np.complex64), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def write_archive(output_dir: str | Path, model, training_config, *, nphotons: float,
+                  training_scans: list[dict] | None = None,
+                  probes: np.ndarray | None = None) -> Path:
+    """Write ``<output_dir>/wts.h5.zip`` atomically and return its path.
+
+    A model trained on K > 1 scans also passes ``training_scans`` (K JSON-ready records) and
+    ``probes`` ((K, N, N) complex, their normalised probes); see the module docstring.
+    """
+    probe_bytes = _npy_bytes(model.probe)
+    probes_bytes = _npy_bytes(probes) if probes is not None else None
     payload = model.payload_bytes()
     manifest = build_manifest(model, training_config, nphotons=nphotons, payload=payload,
-                              probe_bytes=probe_bytes)
+                              probe_bytes=probe_bytes, training_scans=training_scans,
+                              probes_bytes=probes_bytes)
     destination = Path(output_dir) / ARCHIVE_NAME
     with atomic_path(destination) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(MANIFEST_NAME, json.dumps(manifest, indent=2, sort_keys=True))
             archive.writestr(PROBE_NAME, probe_bytes)
+            if probes_bytes is not None:
+                archive.writestr(PROBES_NAME, probes_bytes)
             archive.writestr(model.payload_name, payload)
     return destination
 
@@ -155,7 +199,7 @@ def _check_member_name(name: str, source: str) -> None:
                            "only top-level members")
 
 
-KNOWN_MEMBERS = (MANIFEST_NAME, PROBE_NAME, *PAYLOAD_NAMES)
+KNOWN_MEMBERS = (MANIFEST_NAME, PROBE_NAME, PROBES_NAME, *PAYLOAD_NAMES)
 
 
 def _read_zip_members(path: Path) -> dict[str, bytes]:
@@ -283,7 +327,8 @@ def read_archive(path: str | Path) -> ModelArchive:
         raise ArchiveError("invalid manifest", f"{source}:{MANIFEST_NAME}",
                            f"a payload among {', '.join(PAYLOAD_NAMES)} and a files table",
                            repr(payload_name))
-    for name in (PROBE_NAME, payload_name):
+    library = PROBES_NAME in files or "training_scans" in manifest
+    for name in (PROBE_NAME, payload_name, *((PROBES_NAME,) if library else ())):
         if name not in members:
             raise ArchiveError("missing member", f"{source}:{name}", "every member the manifest lists")
         if _sha256(members[name]) != files.get(name):
@@ -303,7 +348,33 @@ def read_archive(path: str | Path) -> ModelArchive:
                            f"a finite complex ({n}, {n}) array like the model's N",
                            f"{getattr(probe, 'dtype', '?')} array of shape "
                            f"{getattr(probe, 'shape', '?')}")
-    return ModelArchive(manifest=manifest, probe=probe, payload=members[payload_name], source=source)
+    probes = _read_probes(members[PROBES_NAME], manifest, f"{source}:{PROBES_NAME}", n) \
+        if library else None
+    return ModelArchive(manifest=manifest, probe=probe, payload=members[payload_name],
+                        source=source, probes=probes)
+
+
+def _read_probes(data: bytes, manifest: dict, where: str, n: int) -> np.ndarray:
+    """The ``probes.npy`` of a model trained on several scans, checked against the manifest."""
+    scans = manifest.get("training_scans")
+    if not isinstance(scans, list) or len(scans) < 2 or \
+            not all(isinstance(scan, dict) for scan in scans):
+        raise ArchiveError("invalid manifest", f"{where.rsplit(':', 1)[0]}:training_scans",
+                           "a list of two or more training scan records beside probes.npy",
+                           type(scans).__name__)
+    try:
+        probes = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as exc:  # ValueError, EOFError, ... from a malformed .npy
+        raise ArchiveError("invalid probes", where, "a complex .npy array",
+                           f"{type(exc).__name__}: {str(exc)[:200]}") from None
+    expected = (len(scans), n, n)
+    if not isinstance(probes, np.ndarray) or probes.shape != expected \
+            or probes.dtype.kind not in "fc" or not np.all(np.isfinite(probes)):
+        raise ArchiveError("invalid probes", where,
+                           f"a finite complex {expected} array (one probe per training scan)",
+                           f"{getattr(probes, 'dtype', '?')} array of shape "
+                           f"{getattr(probes, 'shape', '?')}")
+    return probes
 
 
 def load_trained_model(path: str | Path, backend: str | None = None):

@@ -26,7 +26,12 @@ HELP = {
     "pad_object": "predict only the central N/2 box, zero-padded to N",
     "probe_scale": "probe normalisation divisor",
     "gaussian_smoothing_sigma": "smoothing of the illuminated field in pixels (0: off)",
-    "train_data_file": "training scan (.npz or .h5)",
+    "train_data_file": "training scan(s) (.npz or .h5); several (A.npz B.npz ..., or the flag "
+                       "repeated) train one model on a library of scans with the same N: each "
+                       "is grouped, normalised and photon-counted on its own and meets its own "
+                       "probe in the physics; the archive keeps the first scan's probe and "
+                       "lists every scan, and inference uses the new scan's own probe and "
+                       "normalisation",
     "targets": "refine or refine:K: reconstruct the training scan with K iterations of the "
                "iterative solver and also train against it, with weight --realspace_mae_weight "
                "(when 0: 10 per mean count per detector pixel)",
@@ -69,8 +74,18 @@ HELP = {
 _SKIP = {"model", "progress_bar"}
 
 
+def _list_item(hint: Any):
+    """The item type of a field that also accepts a list (``Path | list[Path] | None``), else None."""
+    for arg in typing.get_args(hint):
+        if typing.get_origin(arg) is list:
+            return typing.get_args(arg)[0]
+    return None
+
+
 def _parser_type(hint: Any):
     """Map a dataclass field type to (argparse type, choices)."""
+    if _list_item(hint) is not None:
+        return _parser_type(_list_item(hint))
     origin = typing.get_origin(hint)
     if origin is typing.Union:
         args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -105,6 +120,8 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, *classes, skip: set[str
             kwargs = {"type": arg_type, "help": help_text}
             if choices:
                 kwargs["choices"] = choices
+            if _list_item(hints[f.name]) is not None:  # one or more values, flag repeatable
+                kwargs.update(nargs="+", action="extend", metavar="FILE")
             add_option(parser, f.name, **kwargs)
             names.append(f.name)
     return names

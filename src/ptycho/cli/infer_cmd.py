@@ -31,8 +31,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="central crop M of each patch used for stitching (default: N/2 with "
                     "--stitch-weight probe, 20 with crop)")
     add_option(parser, "stitch_weight", type=str, default="probe", choices=["probe", "crop"],
-               help="probe: weight each crop pixel by the probe intensity |P|^2 (less "
-                    "scan-step texture after short trainings); crop: average the crops "
+               help="probe: weight each crop pixel by the probe intensity |P|^2 (the "
+                    "model's probe; the scan's own for a model trained on several scans; "
+                    "less scan-step texture after short trainings); crop: average the crops "
                     "uniformly, as the ptychodus path does (default: probe)")
     add_option(parser, "measurement", type=str, default="auto",
                choices=["auto", "amplitude", "intensity"], help="what diff3d holds (default: auto)")
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     from pathlib import Path
 
-    from ptycho.archive import load_trained_model
+    from ptycho.archive import load_trained_model, training_scan_count
     from ptycho.data.io import read_scan
     from ptycho.errors import InputError
     from ptycho.workflows import inference
@@ -104,11 +105,13 @@ def run(args: argparse.Namespace) -> int:
         log.warning("--n_groups/--n_images is ignored: inference covers every scan position")
     scan = read_scan(args.test_data, args.measurement, options=reading)
     model, archive = load_trained_model(args.model_path, backend=args.backend)
-    if args.adapt_epochs:
-        model = _adapt(archive, scan, args, output_dir / ADAPTED_DIR)
+    training_scans = training_scan_count(archive.manifest)
+    if args.adapt_epochs:  # the adapted model is trained on this scan alone
+        model, training_scans = _adapt(archive, scan, args, output_dir / ADAPTED_DIR), 1
+    probe = inference.stitching_probe(model, scan, training_scans)
     result = inference.reconstruct(model, scan, batch_size=args.batch_size,
                                    neighbor_count=args.neighbor_count, crop_px=args.crop_px,
-                                   stitch_weight=args.stitch_weight)
+                                   stitch_weight=args.stitch_weight, probe=probe)
     metrics = inference.write_outputs(result, output_dir, scan)
     if args.product_out:
         from ptycho.data.products import write_product
@@ -125,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
           f"from {archive.source}{adapted}; outputs in {output_dir}")
     refined_metrics = None
     if refine_options is not None:
-        refined_metrics = _refine(result, scan, model.probe, refine_options,
+        refined_metrics = _refine(result, scan, probe, refine_options,
                                   output_dir / "refined", log)
     if metrics:
         from ptycho.evaluation import format_metrics
@@ -182,8 +185,9 @@ def _refine_options(args: argparse.Namespace):
 
 
 def _refine(result, scan, probe, options, output_dir, log) -> dict:
-    """Refine the network result from the model's probe, write ``output_dir`` (``refine``'s
-    files); return the metrics."""
+    """Refine the network result from ``probe`` (``inference.stitching_probe``: the model's,
+    or the scan's own for a model trained on several scans), write ``output_dir``
+    (``refine``'s files); return the metrics."""
     import time
 
     from ptycho.cli.refine_cmd import solve

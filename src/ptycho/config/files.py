@@ -13,7 +13,8 @@ A config file holds field names of :class:`~ptycho.config.config.TrainingConfig`
       probe_big: false
 
 Values are type-checked when the file is read (``1`` is accepted where a float is expected;
-booleans must be YAML booleans; paths are strings; ``null`` only where the field is optional)
+booleans must be YAML booleans; paths are strings; ``null`` only where the field is optional;
+``train_data_file`` is one path or a list of paths, e.g. ``train_data_file: [a.npz, b.npz]``)
 and range-checked by the ``validate_*`` functions when a configuration is built.
 
 This module imports PyYAML; ``ptycho.config.config`` does not import it (it stays stdlib-only
@@ -102,6 +103,8 @@ def _describe_type(hint: Any) -> str:
         return f"{text} or null" if type(None) in args else text
     if typing.get_origin(hint) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return f"a non-empty list, each {_describe_type(typing.get_args(hint)[0])}"
     return {
         bool: "a boolean (true or false)",
         int: "an integer",
@@ -146,6 +149,11 @@ def _coerce(value: Any, hint: Any, *, lenient: bool) -> Any:
         if isinstance(value, base) and not isinstance(value, bool):
             return value  # membership is checked by the validate_* functions
         raise _TypeMismatch(f"a string ({_describe_type(hint)})")
+    if typing.get_origin(hint) is list:
+        if isinstance(value, (list, tuple)) and value:
+            (item,) = typing.get_args(hint)
+            return [_coerce(v, item, lenient=lenient) for v in value]
+        raise _TypeMismatch(_describe_type(hint))
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -94,8 +94,9 @@ def convert_archive(model_dir: str | Path, out_dir: str | Path, to: str) -> tupl
     """Convert a model archive to backend ``to`` and write ``<out_dir>/wts.h5.zip``.
 
     The new manifest keeps the model and training configuration (with ``backend`` set to
-    ``to``), ``nphotons`` and the training history of the source; ``intensity_scale`` and the
-    probe are the transferred weights.
+    ``to``), ``nphotons``, the training history and (a model trained on several scans) the
+    ``training_scans`` and ``probes.npy`` of the source; ``intensity_scale`` and the probe are
+    the transferred weights.
 
     Returns
     -------
@@ -135,7 +136,9 @@ def convert_archive(model_dir: str | Path, out_dir: str | Path, to: str) -> tupl
     training["backend"] = to
     out_dir.mkdir(parents=True, exist_ok=True)
     path = write_archive(out_dir, converted, training,
-                         nphotons=float(archive.manifest.get("nphotons", 0.0)))
+                         nphotons=float(archive.manifest.get("nphotons", 0.0)),
+                         training_scans=archive.manifest.get("training_scans")
+                         if archive.probes is not None else None, probes=archive.probes)
     return path, source, converted
 
 

@@ -41,7 +41,8 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
                 crop_px: int | None = None, seed: int = 0,
                 chunk_groups: int = DEFAULT_CHUNK_GROUPS,
                 keep_patches: bool = False,
-                stitch_weight: str = DEFAULT_STITCH_WEIGHT) -> InferenceResult:
+                stitch_weight: str = DEFAULT_STITCH_WEIGHT,
+                probe: np.ndarray | None = None) -> InferenceResult:
     """Group every scan position, predict object patches and stitch them, chunk by chunk.
 
     Patterns are read, predicted and stitched ``chunk_groups`` groups at a time, so memory
@@ -71,6 +72,14 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
         Return the whole predicted patches in ``InferenceResult.patches`` (n, N, N) (memory:
         n * N * N * 8 bytes). Without them the model is asked only for the central
         ``crop_px`` pixels that stitching uses (``central_px``, faster for gridsize 1).
+    probe : ndarray, shape (N, N), complex, optional
+        The probe whose intensity weights the stitching (``stitch_weight='probe'``; only
+        its shape matters, not its scale); default ``model.probe``. See
+        :func:`stitching_probe`.
+
+    The scan is normalised with its own factor (``GroupedData.from_scan``) and its patterns
+    are fed as ``X * model.intensity_scale``, which the network divides by its own scale: the
+    prediction depends neither on the scan's photon count nor on the model's scale.
     """
     cfg = model.model_config
     if stitch_weight not in STITCH_WEIGHTS:
@@ -92,7 +101,8 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
         rows = np.arange(lo, min(lo + step, n_groups))
         positions[rows] = grouped.coords(rows)["offsets"][:, 0, :, 0]
     central_px = None if keep_patches else crop_px
-    pixel_weight = probe_weight(model.probe, crop_px) if stitch_weight == "probe" else None
+    pixel_weight = (probe_weight(model.probe if probe is None else probe, crop_px)
+                    if stitch_weight == "probe" else None)
     stitcher = Stitcher(positions, M=crop_px, pixel_weight=pixel_weight)
     kept = []
     scale = np.float32(model.intensity_scale)
@@ -106,6 +116,22 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
     patches = (np.concatenate(kept) if kept else np.zeros((0, cfg.N, cfg.N), np.complex64)
                ) if keep_patches else None
     return InferenceResult(stitched=stitcher.result(), patches=patches, positions_xy=positions)
+
+
+def stitching_probe(model, scan: Scan, training_scans: int = 1) -> np.ndarray:
+    """The probe that weights the stitching of ``scan`` and starts its refinement.
+
+    A model trained on one scan keeps that experiment's (possibly trained) probe,
+    ``model.probe``, as before. A model trained on several scans (``training_scans`` > 1,
+    :func:`ptycho.archive.training_scan_count`) has no probe of its own for a new experiment:
+    the scan's own probe, normalised as in training (``ModelConfig.probe_scale``), shape
+    (N, N) complex.
+    """
+    if training_scans > 1:
+        from ptycho import physics
+
+        return physics.normalize_probe(scan.probe, model.model_config.probe_scale)
+    return model.probe
 
 
 def write_outputs(result: InferenceResult, output_dir: Path, scan: Scan | None = None) -> dict:

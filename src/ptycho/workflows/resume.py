@@ -5,8 +5,9 @@ also defines the in-memory :class:`~ptycho.runcontrol.Checkpoint` the backends p
 consume), read by ``ptychopinn train --resume OUTPUT_DIR``, removed when the resumed run
 completes.
 
-``resume.json``  format version, backend, the run's full TrainingConfig (``train_data_file``
-                 made absolute), a fingerprint of the training data, the progress (epochs
+``resume.json``  format version, backend, the run's full TrainingConfig (``train_data_file``,
+                 one path or a list, made absolute), a fingerprint of the training data
+                 (per scan under ``scans`` for several training scans), the progress (epochs
                  completed, per-epoch history, best epoch and score, backend counters), and the
                  name and sha256 of the state file
 ``resume.pt``    PyTorch: ``torch.save`` of tensors and plain containers only (model, best model,
@@ -54,8 +55,11 @@ def config_to_json(config) -> dict:
     model = flat.pop("model", {})
     flat.update(model)
     for key in ("train_data_file", "test_data_file"):
-        if flat.get(key):
-            flat[key] = str(Path(flat[key]).expanduser().resolve())
+        value = flat.get(key)
+        if isinstance(value, list):
+            flat[key] = [str(Path(v).expanduser().resolve()) for v in value]
+        elif value:
+            flat[key] = str(Path(value).expanduser().resolve())
     return flat
 
 
@@ -161,6 +165,9 @@ def read_checkpoint(output_dir: str | Path) -> Checkpoint:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, list) or isinstance(b, list):  # several training scans, in order
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) \
+            and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, Path) or isinstance(b, Path):
         if a is None or b is None:
             return a is b
@@ -219,8 +226,25 @@ def data_fingerprint(scan, nphotons: float, n_groups: int) -> dict:
 
 
 def check_same_data(checkpoint: Checkpoint, fingerprint: dict, source: str) -> None:
-    """Refuse to resume on different training data."""
+    """Refuse to resume on different training data.
+
+    ``fingerprint`` is :func:`data_fingerprint` of the one training scan, or
+    ``{'scans': [data_fingerprint of each scan]}`` for several.
+    """
     saved = checkpoint.data
+    if "scans" in saved or "scans" in fingerprint:
+        old, new = saved.get("scans") or [saved], fingerprint.get("scans") or [fingerprint]
+        if len(old) != len(new):
+            raise InputError("training data changed since the interrupted run", source,
+                             f"{len(old)} training scan(s) as when the checkpoint was written",
+                             f"{len(new)}")
+        for old_scan, new_scan in zip(old, new):
+            _check_same_scan(old_scan, new_scan, source)
+        return
+    _check_same_scan(saved, fingerprint, source)
+
+
+def _check_same_scan(saved: dict, fingerprint: dict, source: str) -> None:
     for key, value in fingerprint.items():
         old = saved.get(key)
         if old is None:
