@@ -255,6 +255,7 @@ def _inspect_archive(path: Path, args: argparse.Namespace | None = None) -> dict
         "history_summary": manifest.get("history_summary"),
         "probe_shape": list(archive.probe.shape), "payload": manifest.get("payload"),
         "payload_bytes": len(archive.payload), "members_verified": sorted(manifest.get("files", {})),
+        "training_scans": manifest.get("training_scans") if archive.probes is not None else None,
     }
 
 
@@ -273,6 +274,11 @@ def _format_archive(summary: dict[str, Any]) -> str:
         ("training", ", ".join(f"{k}={_short(v)}" for k, v in history.items()) or "n/a"),
         ("checksums", "verified: " + ", ".join(summary["members_verified"])),
     ]
+    scans = summary.get("training_scans")
+    if scans:  # a model trained on several scans
+        rows.insert(-2, ("training scans", f"{len(scans)}: " + "; ".join(
+            f"{Path(str(s.get('file'))).name} ({s.get('n_positions')} positions, nphotons "
+            f"{float(s.get('nphotons', float('nan'))):.4g})" for s in scans)))
     width = max(len(label) for label, _ in rows)
     lines = [f"{summary['file']}: {KIND_NAMES['archive']}"]
     lines += [f"  {label:<{width}}  {text}" for label, text in rows]
