@@ -100,3 +100,32 @@ class FakeArchiveModel:
 
     def payload_bytes(self) -> bytes:
         return self._payload
+
+def add_detector_faults(scan, dead_fraction: float = 0.03, n_hot: int = 6,
+                        saturation_quantile: float | None = 0.999, seed: int = 0):
+    """A copy of ``scan`` with a faulty detector, and the mask that describes it.
+
+    About ``dead_fraction`` of the pixels read 0 and ``n_hot`` pixels read 1e6 counts in every
+    pattern (both in ``bad_pixels``); with ``saturation_quantile`` the counts are clipped at
+    that quantile of the clean counts (``saturation_counts``), so the brightest pixels of some
+    patterns saturate. The amplitudes stay ``sqrt(counts)`` float32 like a reader's.
+    """
+    import dataclasses
+
+    generator = np.random.default_rng(seed)
+    counts = np.rint(np.square(np.asarray(scan.diffraction, np.float64)))
+    n = counts.shape[-1]
+    dead = generator.random((n, n)) < dead_fraction
+    hot = np.zeros((n, n), bool)
+    hot.flat[generator.choice(n * n, n_hot, replace=False)] = True
+    hot &= ~dead
+    saturation = None
+    if saturation_quantile is not None:
+        saturation = float(np.quantile(counts, saturation_quantile))
+        counts = np.minimum(counts, saturation)
+    counts[:, dead] = 0.0
+    counts[:, hot] = 1e6
+    return dataclasses.replace(scan, diffraction=np.sqrt(counts).astype(np.float32),
+                               bad_pixels=dead | hot, saturation_counts=saturation,
+                               notes=list(scan.notes))
+

@@ -10,11 +10,23 @@ Conventions (design section 2)
   (orthonormal: Parseval holds, DC at ``(N/2, N/2)``); expected counts ``I = A**2``.
 
 Everything is computed in float64 / complex128.
+
+Valid-pixel masks (design section 4b)
+-------------------------------------
+A pattern's pixel is *valid* unless the detector marks it bad (``bad_pixels`` (N, N), True =
+dead, hot, gap, beamstop; the same in every pattern) or its measured count is at or above
+``saturation_counts`` in that pattern. Masked pixels are left out of every data term
+(:func:`poisson_nll`, :func:`amplitude_mae`: means over the valid pixels), of the dataset
+normalisation and of the photon count (:func:`mask_statistics`,
+:func:`diffraction_norm_factor`, :func:`mean_photons_per_pattern`), and the network input
+fills them (:func:`masked_input`). With neither a bad pixel nor a saturation level there is no
+mask (:func:`has_pixel_mask`) and every function computes exactly what it did without one.
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -283,17 +295,47 @@ def far_field_amplitude(psi: np.ndarray) -> np.ndarray:
     return np.abs(spectrum) / n
 
 
-def poisson_nll(pred_intensity: np.ndarray, counts: np.ndarray, eps: float = POISSON_EPS) -> float:
+def masked_mean(values: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """Mean of ``values`` over the valid entries: ``sum(values[valid]) / max(count(valid), 1)``.
+
+    Parameters
+    ----------
+    values : ndarray, float
+    valid : ndarray of bool, broadcastable to ``values``, optional
+        None: the plain mean over every entry. Masked entries contribute nothing (whatever
+        their value); with no valid entry at all the result is 0.
+    """
+    values = np.asarray(values, np.float64)
+    if valid is None:
+        return float(np.mean(values))
+    valid = np.broadcast_to(np.asarray(valid, bool), values.shape)
+    return float(np.sum(np.where(valid, values, 0.0)) / max(int(np.count_nonzero(valid)), 1))
+
+
+def poisson_nll(pred_intensity: np.ndarray, counts: np.ndarray, eps: float = POISSON_EPS,
+                valid: np.ndarray | None = None) -> float:
     """Mean Poisson negative log-likelihood ``y_pred - y_true * log(y_pred + eps)`` (no log k!).
 
     Parameters
     ----------
     pred_intensity : ndarray, expected counts (>= 0)
     counts : ndarray, same shape, measured counts (>= 0)
+    valid : ndarray of bool, broadcastable to the counts, optional
+        Valid pixels (:func:`valid_pixels`): the mean runs over them only (:func:`masked_mean`).
     """
     pred = np.asarray(pred_intensity, np.float64)
     counts = np.asarray(counts, np.float64)
-    return float(np.mean(pred - counts * np.log(pred + eps)))
+    return masked_mean(pred - counts * np.log(pred + eps), valid)
+
+
+def amplitude_mae(pred_amplitude: np.ndarray, amplitude: np.ndarray,
+                  valid: np.ndarray | None = None) -> float:
+    """Mean absolute difference of predicted and measured amplitudes over the valid pixels.
+
+    The diffraction MAE term of training (``mae_weight``). Shapes as :func:`poisson_nll`.
+    """
+    difference = np.asarray(pred_amplitude, np.float64) - np.asarray(amplitude, np.float64)
+    return masked_mean(np.abs(difference), valid)
 
 
 def intensity_scale(nphotons: float, N: int) -> float:
@@ -307,24 +349,236 @@ def intensity_scale(nphotons: float, N: int) -> float:
     return math.sqrt(nphotons) / (N / 2)
 
 
-def diffraction_norm_factor(diffraction: np.ndarray) -> float:
+def diffraction_norm_factor(diffraction: np.ndarray, bad_pixels: np.ndarray | None = None,
+                            saturation_counts: float | None = None) -> float:
     """Scalar f with ``mean_i sum_xy (f * diff_i)**2 = (N/2)**2``, computed in float64.
+
+    With a mask (:func:`has_pixel_mask`) the sum runs over each pattern's valid pixels only
+    (:func:`mask_statistics`), the same pixels as the photon count
+    (:func:`mean_photons_per_pattern`): with ``nphotons`` measured, ``s * f = 1`` and the
+    counts ``(s X)**2`` of the valid pixels are the measured ones, mask or not.
 
     Parameters
     ----------
     diffraction : ndarray, shape (..., N, N), amplitudes (any real dtype; uint16 does not wrap)
         or a lazy (M, N, N) stack (:class:`ptycho.data.lazy.LazyPatterns`): read in chunks.
+    bad_pixels : ndarray, shape (N, N), bool, optional
+    saturation_counts : float, optional
+        See :func:`valid_pixels`.
     """
     from ptycho.data.lazy import pattern_power
 
     if not hasattr(diffraction, "shape"):
         diffraction = np.asarray(diffraction)
-    n = diffraction.shape[-1]
-    power = pattern_power(diffraction)
+    if has_pixel_mask(bad_pixels, saturation_counts):
+        power = mask_statistics(diffraction, bad_pixels, saturation_counts).power
+    else:
+        power = pattern_power(diffraction)
+    return norm_factor_from_power(power, diffraction.shape[-1])
+
+
+def norm_factor_from_power(power: np.ndarray, N: int) -> float:
+    """``sqrt((N/2)**2 / mean(power))`` for per-pattern powers ``sum amplitude**2`` (M,) float64.
+
+    Raises ValueError when the mean power is not > 0 (all-zero or fully masked data).
+    """
+    power = np.asarray(power, np.float64)
     mean_power = float(np.mean(power)) if power.size else float("nan")
     if not mean_power > 0:
         raise ValueError("diffraction data are all zero; cannot normalise them")
-    return math.sqrt((n / 2) ** 2 / mean_power)
+    return math.sqrt((N / 2) ** 2 / mean_power)
+
+
+def mean_photons_per_pattern(diffraction: np.ndarray, bad_pixels: np.ndarray | None = None,
+                             saturation_counts: float | None = None) -> float:
+    """Mean over patterns of the counts ``sum amplitude**2`` on each pattern's valid pixels.
+
+    The measured ``nphotons`` of training. Without a mask: every pixel, exactly
+    ``Scan.mean_photons_per_pattern()``. Arguments as :func:`diffraction_norm_factor`.
+    """
+    from ptycho.data.lazy import pattern_power
+
+    if has_pixel_mask(bad_pixels, saturation_counts):
+        return float(mask_statistics(diffraction, bad_pixels, saturation_counts).power.mean())
+    return float(pattern_power(diffraction).mean())
+
+
+# ---------------------------------------------------------------------------------------------
+# Valid-pixel masks
+# ---------------------------------------------------------------------------------------------
+
+def has_pixel_mask(bad_pixels: np.ndarray | None, saturation_counts: float | None) -> bool:
+    """True when a valid-pixel mask applies: a saturation level is set or some pixel is bad.
+
+    An all-False ``bad_pixels`` (ptychodus exports always carry one) without a saturation level
+    is no mask: training then runs exactly the unmasked computation.
+    """
+    return saturation_counts is not None or (bad_pixels is not None
+                                             and bool(np.any(bad_pixels)))
+
+
+def saturation_amplitude(saturation_counts: float, dtype=np.float32) -> np.generic:
+    """The amplitude ``sqrt(saturation_counts)`` rounded to ``dtype`` (a NumPy scalar).
+
+    Saturation is tested on amplitudes as ``amplitude >= saturation_amplitude``. For amplitudes
+    converted from counts by ``sqrt`` (in float64, then rounded to ``dtype``, as the readers do)
+    this is exactly ``counts >= saturation_counts``: rounding is monotone, so no count at or
+    above the level escapes, and integer counts below it stay valid while their square roots
+    differ by more than the rounding (float32: levels up to about 4e6 counts).
+    """
+    return np.asarray(math.sqrt(float(saturation_counts)), dtype=np.float64).astype(dtype)[()]
+
+
+def valid_pixels(amplitude: np.ndarray, bad_pixels: np.ndarray | None = None,
+                 saturation_counts: float | None = None) -> np.ndarray | None:
+    """Valid detector pixels of each pattern: ``~bad_pixels & (counts < saturation_counts)``.
+
+    Parameters
+    ----------
+    amplitude : ndarray, shape (..., N, N), float
+        Measured amplitudes ``sqrt(counts)`` (raw, before any normalisation).
+    bad_pixels : ndarray, shape (N, N), bool, optional
+        True = not to use in any pattern.
+    saturation_counts : float, optional
+        Counts at or above this level are not used, in that pattern only
+        (tested as in :func:`saturation_amplitude`).
+
+    Returns
+    -------
+    ndarray of bool, shape of ``amplitude``, or None
+        None when :func:`has_pixel_mask` is False (nothing is masked).
+    """
+    if not has_pixel_mask(bad_pixels, saturation_counts):
+        return None
+    amplitude = np.asarray(amplitude)
+    valid = np.ones(amplitude.shape, bool)
+    if bad_pixels is not None:
+        valid &= ~np.asarray(bad_pixels, bool)
+    if saturation_counts is not None:
+        valid &= amplitude < saturation_amplitude(saturation_counts, amplitude.dtype)
+    return valid
+
+
+class MaskStatistics(NamedTuple):
+    """What :func:`mask_statistics` measures in one pass over the patterns.
+
+    Attributes
+    ----------
+    power : ndarray, shape (M,), float64
+        ``sum amplitude**2`` over each pattern's valid pixels (its counts).
+    fill : ndarray, shape (N, N), float32, or None
+        The network-input value of the bad pixels (:func:`masked_input`); None without bad
+        pixels.
+    """
+
+    power: np.ndarray
+    fill: np.ndarray | None
+
+
+def mask_statistics(diffraction, bad_pixels: np.ndarray | None = None,
+                    saturation_counts: float | None = None) -> MaskStatistics:
+    """Valid counts per pattern and the bad-pixel fill, in one chunked pass (float64).
+
+    The fill is the mean pattern of the network input: each pixel that is not bad averages
+    its amplitudes over all patterns (a saturated value counts at the saturation level, as
+    :func:`masked_input` clips it); each bad pixel takes the mean of its already-filled
+    neighbours (3 x 3), filled ring by ring inwards from the valid pixels around it, so a dead
+    pixel, a module gap or a beamstop shows the local level of the mean pattern instead of 0.
+
+    Parameters
+    ----------
+    diffraction : ndarray or LazyPatterns, shape (M, N, N), raw amplitudes (read in chunks)
+    bad_pixels, saturation_counts : see :func:`valid_pixels`
+
+    Raises
+    ------
+    ValueError
+        Every pixel of every pattern is masked.
+    """
+    from ptycho.data.lazy import iter_chunks
+
+    if not hasattr(diffraction, "shape"):
+        diffraction = np.asarray(diffraction)
+    n = diffraction.shape[-1]
+    bad = (np.zeros((n, n), bool) if bad_pixels is None
+           else np.asarray(bad_pixels, bool))
+    power = np.empty(diffraction.shape[0], np.float64)
+    total = np.zeros((n, n), np.float64)
+    any_valid = False
+    for lo, chunk in iter_chunks(diffraction):
+        valid = valid_pixels(chunk, bad, saturation_counts)
+        if valid is None:
+            valid = np.ones(chunk.shape, bool)
+        any_valid = any_valid or bool(valid.any())
+        power[lo:lo + len(chunk)] = np.square(np.where(valid, chunk, 0), dtype=np.float64
+                                              ).sum(axis=(-2, -1))
+        total += np.sum(masked_input(chunk, None, saturation_counts), axis=0, dtype=np.float64)
+    if not any_valid:
+        raise ValueError("every detector pixel of every pattern is masked")
+    fill = None
+    if bad.any():
+        fill = _fill_from_neighbours(total / max(diffraction.shape[0], 1), ~bad).astype(np.float32)
+    return MaskStatistics(power=power, fill=fill)
+
+
+def _fill_from_neighbours(values: np.ndarray, known: np.ndarray) -> np.ndarray:
+    """``values`` (N, N) with the pixels where ``known`` is False filled from their neighbours.
+
+    Ring by ring: every unknown pixel with a known 3 x 3 neighbour takes their mean and
+    becomes known. All pixels unknown: zeros.
+    """
+    values = np.where(known, values, 0.0)
+    known = known.copy()
+    if not known.any():
+        return values
+    while not known.all():
+        sums = np.zeros_like(values)
+        counts = np.zeros_like(values)
+        padded_values = np.pad(values * known, 1)
+        padded_known = np.pad(known.astype(np.float64), 1)
+        n_rows, n_cols = values.shape
+        for dr in range(3):
+            for dc in range(3):
+                sums += padded_values[dr:dr + n_rows, dc:dc + n_cols]
+                counts += padded_known[dr:dr + n_rows, dc:dc + n_cols]
+        grow = ~known & (counts > 0)
+        values[grow] = sums[grow] / counts[grow]
+        known |= grow
+    return values
+
+
+def masked_input(amplitude: np.ndarray, bad_pixels: np.ndarray | None = None,
+                 saturation_counts: float | None = None,
+                 fill: np.ndarray | None = None) -> np.ndarray:
+    """Raw amplitudes as the network sees them: bad pixels filled, saturated pixels clipped.
+
+    Bad pixels take ``fill`` (:func:`mask_statistics`: the local level of the mean pattern);
+    a saturated pixel keeps the saturation level ``sqrt(saturation_counts)`` (its count is at
+    least that; hot or rolled-over values do not reach the network). The loss ignores both
+    (:func:`valid_pixels`); the fill only keeps masked pixels from looking like zeros or
+    spikes to the network. Without a mask the amplitudes are returned unchanged.
+
+    Parameters
+    ----------
+    amplitude : ndarray, shape (..., N, N), float (raw amplitudes)
+    bad_pixels : ndarray, shape (N, N), bool, optional
+    saturation_counts : float, optional
+    fill : ndarray, shape (N, N), optional
+        Required when ``bad_pixels`` has a True pixel.
+
+    Returns
+    -------
+    ndarray, shape and dtype of ``amplitude``
+    """
+    amplitude = np.asarray(amplitude)
+    if saturation_counts is not None:
+        amplitude = np.minimum(amplitude, saturation_amplitude(saturation_counts, amplitude.dtype))
+    if bad_pixels is not None and np.any(bad_pixels):
+        if fill is None:
+            raise ValueError("masked_input needs the fill of the bad pixels (mask_statistics)")
+        amplitude = np.where(np.asarray(bad_pixels, bool), np.asarray(fill, amplitude.dtype),
+                             amplitude)
+    return amplitude
 
 
 def normalize_diffraction(diffraction: np.ndarray) -> np.ndarray:

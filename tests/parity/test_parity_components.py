@@ -25,6 +25,7 @@ OPS = {  # check function -> the FLOAT64_OPS key it covers (None: float32 layers
     checks.check_far_field: "far_field",
     checks.check_intensity_scaling: None,
     checks.check_poisson_nll: "poisson_nll",
+    checks.check_masked_data_terms: "masked_data_terms",
 }
 
 

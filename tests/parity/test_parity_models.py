@@ -20,7 +20,8 @@ from ptycho.parity import checks
 
 EXPECTED_QUANTITIES = {
     "generator object patches", "member patches (after object_big)", "predicted amplitude s*A",
-    "training loss (Poisson NLL)", "predict: object patch on the group mean",
+    "training loss (Poisson NLL)", "training loss with a detector mask",
+    "predict: object patch on the group mean",
     "weights round trip torch -> keras -> torch",
 }
 

@@ -89,24 +89,47 @@ class GroupedData:
     nn_indices : ndarray, shape (B, C), int64
     N : int
     norm_factor : float
-        ``physics.diffraction_norm_factor`` of the whole scan: ``X = norm_factor * amplitude``.
+        ``physics.diffraction_norm_factor`` of the whole scan: ``X = norm_factor * amplitude``
+        (over the valid pixels only when the scan has a mask).
+    fill : ndarray, shape (N, N), float32, optional
+        Raw-amplitude value of the scan's bad pixels in the network input
+        (``physics.mask_statistics``); None without bad pixels.
+
+    With a valid-pixel mask (``scan.bad_pixels`` with a bad pixel, or
+    ``scan.saturation_counts``; :attr:`has_mask`) the samples carry it (:meth:`valid`) and the
+    network input fills the masked pixels (:meth:`X`, ``physics.masked_input``).
     """
 
     scan: Scan
     nn_indices: np.ndarray
     N: int
     norm_factor: float
+    fill: np.ndarray | None = None
 
     @classmethod
     def from_scan(cls, scan: Scan, gridsize: int, *, neighbor_count: int = 4,
                   n_groups: int | None = None, seed: int = 0, sequential: bool = False,
                   enable_oversampling: bool = False) -> GroupedData:
-        """Group ``scan`` (see :func:`group_positions`) and fix the dataset normalisation."""
+        """Group ``scan`` (see :func:`group_positions`) and fix the dataset normalisation.
+
+        With a mask, one pass over the patterns measures the valid counts (normalisation) and
+        the bad-pixel fill (``physics.mask_statistics``).
+        """
         nn = group_positions(scan.xcoords, scan.ycoords, gridsize, neighbor_count=neighbor_count,
                              n_groups=n_groups, seed=seed, sequential=sequential,
                              enable_oversampling=enable_oversampling)
-        factor = physics.diffraction_norm_factor(scan.diffraction)
-        return cls(scan=scan, nn_indices=nn, N=scan.N, norm_factor=factor)
+        if not physics.has_pixel_mask(scan.bad_pixels, scan.saturation_counts):
+            factor = physics.diffraction_norm_factor(scan.diffraction)
+            return cls(scan=scan, nn_indices=nn, N=scan.N, norm_factor=factor)
+        try:
+            stats = physics.mask_statistics(scan.diffraction, scan.bad_pixels,
+                                            scan.saturation_counts)
+            factor = physics.norm_factor_from_power(stats.power, scan.N)
+        except ValueError:
+            raise InputError("no valid pixels", f"{scan.source}:bad_pixels",
+                             "detector pixels that are neither masked nor saturated (check the "
+                             "mask and the saturation level)") from None
+        return cls(scan=scan, nn_indices=nn, N=scan.N, norm_factor=factor, fill=stats.fill)
 
     def __len__(self) -> int:
         return int(self.nn_indices.shape[0])
@@ -122,15 +145,48 @@ class GroupedData:
     def _rows(self, index) -> np.ndarray:
         return self.nn_indices[np.arange(len(self))[index] if isinstance(index, slice) else index]
 
-    def diffraction(self, index=slice(None)) -> np.ndarray:
-        """Raw amplitudes of the selected samples. Shape (b, N, N, C), float32."""
+    @property
+    def has_mask(self) -> bool:
+        """Whether the scan has a valid-pixel mask (``physics.has_pixel_mask``)."""
+        return physics.has_pixel_mask(self.scan.bad_pixels, self.scan.saturation_counts)
+
+    def _patterns(self, index) -> np.ndarray:
+        """Raw amplitudes of the selected samples, shape (b, C, N, N), float32."""
         rows = np.atleast_2d(self._rows(index))
         patterns = np.asarray(self.scan.diffraction[rows.reshape(-1)], np.float32)
-        return np.moveaxis(patterns.reshape(rows.shape + patterns.shape[1:]), 1, -1)
+        return patterns.reshape(rows.shape + patterns.shape[1:])
+
+    def diffraction(self, index=slice(None)) -> np.ndarray:
+        """Raw amplitudes of the selected samples. Shape (b, N, N, C), float32."""
+        return np.moveaxis(self._patterns(index), 1, -1)
 
     def X(self, index=slice(None)) -> np.ndarray:
-        """Normalised amplitudes ``norm_factor * diffraction``. Shape (b, N, N, C), float32."""
-        return (self.diffraction(index) * np.float32(self.norm_factor)).astype(np.float32)
+        """Normalised amplitudes ``norm_factor * diffraction``. Shape (b, N, N, C), float32.
+
+        With a mask, masked pixels hold the fill of ``physics.masked_input`` (bad pixels: the
+        local level of the mean pattern; saturated pixels: the saturation level), normalised
+        alike.
+        """
+        return self.X_and_valid(index)[0]
+
+    def valid(self, index=slice(None)) -> np.ndarray | None:
+        """Valid pixels of the selected samples (``physics.valid_pixels``), or None without a mask.
+
+        Shape (b, N, N, C), bool (the layout of :meth:`X`).
+        """
+        return self.X_and_valid(index)[1]
+
+    def X_and_valid(self, index=slice(None)) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`X` and :meth:`valid` of the selected samples from one read of the patterns."""
+        patterns = self._patterns(index)
+        scan = self.scan
+        valid = physics.valid_pixels(patterns, scan.bad_pixels, scan.saturation_counts)
+        if valid is not None:
+            patterns = physics.masked_input(patterns, scan.bad_pixels, scan.saturation_counts,
+                                            self.fill)
+            valid = np.moveaxis(valid, 1, -1)
+        x = (np.moveaxis(patterns, 1, -1) * np.float32(self.norm_factor)).astype(np.float32)
+        return x, valid
 
     def coords(self, index=slice(None), *, start: bool = False) -> dict[str, np.ndarray]:
         """Legacy coordinate arrays of the selected samples ([x, y] on axis 2).

@@ -9,15 +9,16 @@ Groups of checks
 component
     The forward-model operations of each backend (extraction at sub-pixel positions,
     re-extraction after the object_big merge, member patches without merge, illumination with
-    mask and smoothing, smoothing, far field, intensity scaling, Poisson NLL) on random complex
+    mask and smoothing, smoothing, far field, intensity scaling, Poisson NLL, and the Poisson
+    NLL and amplitude MAE over the valid pixels of a detector mask) on random complex
     inputs with an asymmetric complex probe, in float32 and, where the backend op supports it,
     float64. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
 model
     For each generator architecture (``cnn``, ``unet``, ``resnet``), a torch ``PtychoPINN``
     with its random initial weights copied into the Keras model
     (:mod:`ptycho.backends.weight_transfer`), both fed the same simulated batch: generator patches,
-    member patches, the patch on the group mean, predicted amplitudes, the training loss and
-    ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
+    member patches, the patch on the group mean, predicted amplitudes, the training loss
+    (also with a detector mask) and ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
     torch -> Keras -> torch (exact).
 training
     From the same initial weights, ``steps`` Adam steps on the same batches in both backends
@@ -58,8 +59,9 @@ REFERENCE = "reference"
 
 # Which component ops each backend implements in float64 (the rest are float32 layers/ops).
 FLOAT64_OPS = {
-    TORCH: {"extraction", "member_shift", "merge_extract", "smoothing", "far_field", "poisson_nll"},
-    TF: {"extraction", "member_shift", "smoothing", "poisson_nll"},
+    TORCH: {"extraction", "member_shift", "merge_extract", "smoothing", "far_field", "poisson_nll",
+            "masked_data_terms"},
+    TF: {"extraction", "member_shift", "smoothing", "poisson_nll", "masked_data_terms"},
 }
 
 
@@ -249,8 +251,14 @@ class _TorchOps:
         with self.torch.no_grad():
             return (self._r(amplitude, "float32") * scaler.scale()).numpy()
 
-    def poisson(self, pred, counts, dtype):
-        return float(self.fm.poisson_nll(self._r(pred, dtype), self._r(counts, dtype)))
+    def poisson(self, pred, counts, dtype, valid=None):
+        valid = None if valid is None else self.torch.as_tensor(np.asarray(valid, bool))
+        return float(self.fm.poisson_nll(self._r(pred, dtype), self._r(counts, dtype),
+                                         valid=valid))
+
+    def amplitude_mae(self, pred, amplitude, dtype, valid):
+        difference = (self._r(pred, dtype) - self._r(amplitude, dtype)).abs()
+        return float(self.fm.masked_mean(difference, self.torch.as_tensor(np.asarray(valid, bool))))
 
 
 class _TFOps:
@@ -307,8 +315,14 @@ class _TFOps:
         scaler = self.fm.IntensityScaler(scale, scale_trainable=False)
         return (self._r(amplitude, "float32") * scaler.scale()).numpy()
 
-    def poisson(self, pred, counts, dtype):
-        return float(self.fm.poisson_nll(self._r(pred, dtype), self._r(counts, dtype)))
+    def poisson(self, pred, counts, dtype, valid=None):
+        valid = None if valid is None else self.tf.constant(np.asarray(valid, bool))
+        return float(self.fm.poisson_nll(self._r(pred, dtype), self._r(counts, dtype),
+                                         valid=valid))
+
+    def amplitude_mae(self, pred, amplitude, dtype, valid):
+        difference = self.tf.abs(self._r(pred, dtype) - self._r(amplitude, dtype))
+        return float(self.fm.masked_mean(difference, self.tf.constant(np.asarray(valid, bool))))
 
 
 _OPS: dict[str, Callable] = {TORCH: _TorchOps, TF: _TFOps}
@@ -473,9 +487,35 @@ def check_poisson_nll(backends=(TORCH, TF), seed: int = 7) -> list[CheckResult]:
                            config="4x16x16 counts")
 
 
+def check_masked_data_terms(backends=(TORCH, TF), seed: int = 8) -> list[CheckResult]:
+    """Poisson NLL and amplitude MAE over the valid pixels of a detector mask.
+
+    Counts of 4 patterns with 10 % bad pixels (set to 0 or to hot values) and a saturation
+    level that masks the brightest pixels of some patterns only; the valid pixels are
+    :func:`ptycho.physics.valid_pixels` and the reference the masked physics functions.
+    """
+    rng = np.random.default_rng(seed)
+    pred = rng.uniform(0.1, 50, (4, 16, 16))
+    counts = rng.poisson(pred).astype(float)
+    bad = rng.random((16, 16)) < 0.1
+    counts[:, bad] = np.where(rng.random(int(bad.sum())) < 0.5, 0.0, 1e4)
+    saturation = float(np.quantile(counts[:, ~bad], 0.97))
+    valid = physics.valid_pixels(np.sqrt(counts), bad, saturation)
+    config = f"4x16x16 counts, {int(bad.sum())} bad pixels, saturation {saturation:g}"
+    rows = _component_rows(
+        "masked_data_terms", "Poisson NLL over valid pixels",
+        lambda ops, dtype: ops.poisson(pred, counts, dtype, valid),
+        physics.poisson_nll(pred, counts, valid=valid), backends, config=config)
+    rows += _component_rows(
+        "masked_data_terms", "amplitude MAE over valid pixels",
+        lambda ops, dtype: ops.amplitude_mae(np.sqrt(pred), np.sqrt(counts), dtype, valid),
+        physics.amplitude_mae(np.sqrt(pred), np.sqrt(counts), valid), backends, config=config)
+    return rows
+
+
 COMPONENT_CHECKS = (check_extraction, check_member_shift, check_merge_extract,
                     check_illumination, check_smoothing, check_far_field,
-                    check_intensity_scaling, check_poisson_nll)
+                    check_intensity_scaling, check_poisson_nll, check_masked_data_terms)
 
 
 def component_checks(backends=(TORCH, TF)) -> list[CheckResult]:
@@ -613,6 +653,12 @@ def _check_model(case: ModelCase, seed: int, batch_size: int) -> list[CheckResul
         torch_loss = float(lit._loss(tb))
     keras_out = pinn.forward(batch.x * np.float32(batch.scale), batch.offsets)
     keras_loss = float(trainer.compute_batch_loss((batch.x, batch.offsets)))
+    # a detector mask: 5 % of the pixels of each pattern left out of the data terms
+    valid = np.random.default_rng(seed).random(batch.x.shape) > 0.05
+    with torch.no_grad():
+        torch_masked = float(lit._loss(dict(tb, valid=torch.from_numpy(
+            np.ascontiguousarray(np.moveaxis(valid, -1, 1))))))
+    keras_masked = float(trainer.compute_batch_loss((batch.x, batch.offsets, valid)))
 
     def last(t):
         return np.moveaxis(t.detach().cpu().numpy(), 1, -1)
@@ -628,6 +674,8 @@ def _check_model(case: ModelCase, seed: int, batch_size: int) -> list[CheckResul
              keras_out["amplitude"].numpy(), TOL_MODEL, label),
         _row("model", "training loss (Poisson NLL)", cmp, "float32", torch_loss, keras_loss,
              TOL_MODEL, label),
+        _row("model", "training loss with a detector mask", cmp, "float32", torch_masked,
+             keras_masked, TOL_MODEL, label),
     ]
     inputs = [batch.x * np.float32(batch.scale), batch.offsets]
     torch_pred = TorchTrainedModel(module).predict(inputs)

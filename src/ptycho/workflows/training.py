@@ -7,6 +7,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ptycho import physics, runcontrol
 from ptycho.archive import write_archive
 from ptycho.backends import load_backend
@@ -108,6 +110,19 @@ def _stopped(stop: runcontrol.StopTraining, config: TrainingConfig, output_dir: 
                             f"--learning_rate, or check the data for bad patterns)")
 
 
+def _log_mask(scan: Scan) -> None:
+    """Say which detector pixels the loss, the normalisation and the photon count leave out."""
+    if not physics.has_pixel_mask(scan.bad_pixels, scan.saturation_counts):
+        return
+    parts = []
+    if scan.bad_pixels is not None and np.any(scan.bad_pixels):
+        parts.append(f"{int(np.count_nonzero(scan.bad_pixels))} bad pixels in every pattern")
+    if scan.saturation_counts is not None:
+        parts.append(f"pixels at or above {scan.saturation_counts:g} counts in their pattern")
+    log.info("detector mask: %s are left out of the loss, the normalisation and the photon "
+             "count (the network input fills them)", " and ".join(parts))
+
+
 def _with_solver_targets(scan: Scan, iterations: int, config: TrainingConfig,
                          nphotons: float) -> Scan:
     """``config.targets``: the scan with the solver's reconstruction as its objectGuess."""
@@ -167,7 +182,9 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
                          "learns from)", f"{train_scan.n_positions} position")
     backend = load_backend(config.backend)
 
-    nphotons = float(config.nphotons) if config.nphotons else train_scan.mean_photons_per_pattern()
+    nphotons = float(config.nphotons) if config.nphotons else physics.mean_photons_per_pattern(
+        train_scan.diffraction, train_scan.bad_pixels, train_scan.saturation_counts)
+    _log_mask(train_scan)
     scale = physics.intensity_scale(nphotons, config.model.N)
     solver_iterations = parse_targets(config.targets)
     if solver_iterations is not None:

@@ -14,8 +14,9 @@ from ptycho.data.splitting import split_indices
 
 class GroupedDataset(Dataset):
     """Item i: dict with ``x`` (C, N, N) float32 normalised amplitudes X, ``rel`` (C, 2)
-    float32 relative offsets, and (when ground truth is requested) ``truth`` (C_t, N, N)
-    complex64 patches.
+    float32 relative offsets, (when ground truth is requested) ``truth`` (C_t, N, N)
+    complex64 patches and (only when the scan has a detector mask, ``GroupedData.has_mask``)
+    ``valid`` (C, N, N) bool, the pixels the data terms of the loss use.
 
     Items are fetched in batches through :meth:`__getitems__` to avoid per-sample overhead.
     """
@@ -32,10 +33,12 @@ class GroupedDataset(Dataset):
 
     def __getitems__(self, positions: list[int]) -> dict:
         rows = self.indices[np.asarray(positions)]
-        x = np.moveaxis(self.grouped.X(rows), -1, 1)
+        x, valid = self.grouped.X_and_valid(rows)
         coords = self.grouped.coords(rows, start=True)
-        batch = {"x": torch.from_numpy(np.ascontiguousarray(x)),
+        batch = {"x": torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 1))),
                  "rel": torch.from_numpy(offsets_to_torch(coords["relative"]))}
+        if valid is not None:
+            batch["valid"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(valid, -1, 1)))
         if self.with_truth:
             truth = self.grouped.ground_truth_patches(rows, at_centre=self.truth_at_centre)
             batch["truth"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(truth, -1, 1)))

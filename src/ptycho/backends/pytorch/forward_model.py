@@ -158,10 +158,25 @@ def smooth_field(field: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.complex(parts[..., 0, :, :], parts[..., 1, :, :])
 
 
+def masked_mean(values: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the valid entries, ``sum(values[valid]) / max(count(valid), 1)``
+    (as :func:`ptycho.physics.masked_mean`); ``torch.mean`` when ``valid`` is None.
+
+    ``valid`` (bool, the shape of ``values``): masked entries add nothing to the value nor to
+    the gradient, whatever they hold.
+    """
+    if valid is None:
+        return torch.mean(values)
+    total = torch.where(valid, values, torch.zeros((), dtype=values.dtype, device=values.device))
+    return total.sum() / valid.sum().clamp(min=1).to(values.dtype)
+
+
 def poisson_nll(pred_intensity: torch.Tensor, counts: torch.Tensor,
-                eps: float = physics.POISSON_EPS) -> torch.Tensor:
-    """Mean of ``pred - counts * log(pred + eps)`` (as :func:`ptycho.physics.poisson_nll`)."""
-    return torch.mean(pred_intensity - counts * torch.log(pred_intensity + eps))
+                eps: float = physics.POISSON_EPS, valid: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Mean of ``pred - counts * log(pred + eps)`` over the valid pixels (all without ``valid``)
+    (as :func:`ptycho.physics.poisson_nll`; ``valid`` bool, the shape of ``counts``)."""
+    return masked_mean(pred_intensity - counts * torch.log(pred_intensity + eps), valid)
 
 
 class IntensityScaler(nn.Module):

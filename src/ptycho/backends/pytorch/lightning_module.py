@@ -92,11 +92,13 @@ class PINNLightning(L.LightningModule):
             patches = self.model.object_patches(x_scaled)
             return amplitude_phase_mae(patches, batch["truth"], self.truth_region)
         out = self.model(x_scaled, rel)
+        valid = batch.get("valid")  # (B, C, N, N) bool with a detector mask: data terms skip the rest
         loss = x_scaled.new_zeros(())
         if cfg.nll_weight:
-            loss = loss + cfg.nll_weight * fm.poisson_nll(out.amplitude.square(), x_scaled.square())
+            loss = loss + cfg.nll_weight * fm.poisson_nll(out.amplitude.square(), x_scaled.square(),
+                                                          valid=valid)
         if cfg.mae_weight:
-            loss = loss + cfg.mae_weight * (out.amplitude - x_scaled).abs().mean()
+            loss = loss + cfg.mae_weight * fm.masked_mean((out.amplitude - x_scaled).abs(), valid)
         if cfg.realspace_mae_weight:
             loss = loss + cfg.realspace_mae_weight * amplitude_phase_mae(
                 out.member_patches, batch["truth"], self.truth_region)

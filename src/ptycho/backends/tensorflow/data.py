@@ -17,11 +17,13 @@ from ptycho.data.splitting import split_indices
 
 
 class GroupedBatches:
-    """Batches ``(x, offsets)`` or ``(x, offsets, truth)`` of selected samples.
+    """Batches ``(x, offsets)`` or ``(x, offsets, truth)`` of selected samples, followed by
+    ``valid`` when the data have a detector mask (``grouped.has_mask``).
 
     ``x`` (b, N, N, C) float32 normalised amplitudes X; ``offsets`` (b, 1, 2, C) float32 legacy
     relative offsets of the nominal (``start``) positions; ``truth`` (b, N, N, C_t) complex64
-    ground-truth patches (C_t = 1 with ``truth_at_centre``).
+    ground-truth patches (C_t = 1 with ``truth_at_centre``); ``valid`` (b, N, N, C) bool, the
+    pixels the data terms of the loss use.
 
     Parameters
     ----------
@@ -52,12 +54,13 @@ class GroupedBatches:
 
     def batch(self, rows: np.ndarray) -> tuple:
         """The batch of samples ``rows`` (indices into ``grouped``)."""
-        x = self.grouped.X(rows).astype(np.float32)
-        offsets = self.grouped.coords(rows, start=True)["relative"].astype(np.float32)
-        if not self.with_truth:
-            return x, offsets
-        truth = self.grouped.ground_truth_patches(rows, at_centre=self.truth_at_centre)
-        return x, offsets, truth.astype(np.complex64)
+        x, valid = self.grouped.X_and_valid(rows)
+        batch = (x.astype(np.float32),
+                 self.grouped.coords(rows, start=True)["relative"].astype(np.float32))
+        if self.with_truth:
+            truth = self.grouped.ground_truth_patches(rows, at_centre=self.truth_at_centre)
+            batch += (truth.astype(np.complex64),)
+        return batch if valid is None else batch + (valid,)
 
     def _generate(self):
         order = self._rng.permutation(self.indices) if self.shuffle else self.indices
@@ -73,6 +76,8 @@ class GroupedBatches:
         if self.with_truth:
             truth_channels = 1 if self.truth_at_centre else channels
             signature.append(tf.TensorSpec((None, n, n, truth_channels), tf.complex64))
+        if self.grouped.has_mask:
+            signature.append(tf.TensorSpec((None, n, n, channels), tf.bool))
         ds = tf.data.Dataset.from_generator(self._generate, output_signature=tuple(signature))
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(self)))
         return ds.prefetch(2)

@@ -286,13 +286,28 @@ def smooth_field(field: tf.Tensor, sigma: float) -> tf.Tensor:
     return tf.complex(_smooth(tf.math.real(field)), _smooth(tf.math.imag(field)))
 
 
+def masked_mean(values: tf.Tensor, valid: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean over the valid entries, ``sum(values[valid]) / max(count(valid), 1)``
+    (as :func:`ptycho.physics.masked_mean`); ``reduce_mean`` when ``valid`` is None.
+
+    ``valid`` (bool, the shape of ``values``): masked entries add nothing to the value nor to
+    the gradient, whatever they hold.
+    """
+    if valid is None:
+        return tf.reduce_mean(values)
+    total = tf.reduce_sum(tf.where(valid, values, tf.zeros_like(values)))
+    count = tf.cast(tf.math.count_nonzero(valid), values.dtype)
+    return total / tf.maximum(count, tf.ones((), values.dtype))
+
+
 def poisson_nll(pred_intensity: tf.Tensor, counts: tf.Tensor,
-                eps: float = physics.POISSON_EPS) -> tf.Tensor:
+                eps: float = physics.POISSON_EPS, valid: tf.Tensor | None = None) -> tf.Tensor:
     """Mean of ``pred - counts * log(pred + eps)`` (as :func:`ptycho.physics.poisson_nll`).
 
     Both arguments in expected / measured photon counts, any equal shapes; returns a scalar.
+    ``valid`` (bool, same shape): the mean runs over the valid pixels only (:func:`masked_mean`).
     """
-    return tf.reduce_mean(pred_intensity - counts * tf.math.log(pred_intensity + eps))
+    return masked_mean(pred_intensity - counts * tf.math.log(pred_intensity + eps), valid)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ The losses, optimiser and schedule mirror ``ptycho.backends.pytorch.lightning_mo
 - PINN: ``nll_weight * poisson_nll((s A)^2, (s X)^2) + mae_weight * mean|s A - s X|
   + realspace_mae_weight * amplitude/phase MAE of the member patches vs ground truth
   + realspace_weight * TV(generator patches)``, with ``s X`` the network input (the dataset's
-  s times the normalised amplitudes) and ``s A`` the model's predicted amplitude.
+  s times the normalised amplitudes) and ``s A`` the model's predicted amplitude. With a
+  detector mask the two diffraction means run over the batch's valid pixels only.
 - supervised: amplitude + phase MAE on the central region vs ground-truth patches.
 - Adam(learning_rate, eps=1e-8); ReduceLROnPlateau with torch's semantics (relative threshold
   1e-4, reduce after more than ``plateau_patience`` bad epochs, floor ``plateau_min_lr``) on
@@ -118,7 +119,9 @@ def amplitude_phase_mae(pred: tf.Tensor, truth: tf.Tensor, region: tf.Tensor) ->
 class PINNTrainer(keras.Model):
     """Trains a :class:`PtychoPINN` by Poisson NLL (PINN) or patch MAE (supervised).
 
-    Batches are ``(x, offsets)`` or ``(x, offsets, truth)`` (see ``data.GroupedBatches``).
+    Batches are ``(x, offsets)``, ``(x, offsets, truth)``, and with a detector mask either of
+    these followed by ``valid`` (see ``data.GroupedBatches``); ``truth`` is the complex and
+    ``valid`` the bool element after ``offsets``.
     ``intensity_scale`` is the dataset's s: the network input is ``s * X`` and the measured
     counts are ``(s * X)**2``; the model's own (possibly trainable) scale starts at s.
     """
@@ -146,7 +149,8 @@ class PINNTrainer(keras.Model):
         """The training objective of one batch (scalar float32)."""
         x_scaled = data[0] * self.data_scale
         offsets = data[1]
-        truth = data[2] if len(data) > 2 else None
+        truth = next((t for t in data[2:] if tf.as_dtype(t.dtype).is_complex), None)
+        valid = next((t for t in data[2:] if tf.as_dtype(t.dtype) == tf.bool), None)
         cfg = self.train_config
         if self.supervised:
             patches = self.pinn.object_patches(x_scaled)
@@ -155,9 +159,10 @@ class PINNTrainer(keras.Model):
         amplitude = out["amplitude"]
         loss = tf.zeros((), tf.float32)
         if cfg.nll_weight:
-            loss += cfg.nll_weight * fm.poisson_nll(tf.square(amplitude), tf.square(x_scaled))
+            loss += cfg.nll_weight * fm.poisson_nll(tf.square(amplitude), tf.square(x_scaled),
+                                                    valid=valid)
         if cfg.mae_weight:
-            loss += cfg.mae_weight * tf.reduce_mean(tf.abs(amplitude - x_scaled))
+            loss += cfg.mae_weight * fm.masked_mean(tf.abs(amplitude - x_scaled), valid)
         if cfg.realspace_mae_weight:
             loss += cfg.realspace_mae_weight * amplitude_phase_mae(
                 out["member_patches"], truth, self.truth_region)
