@@ -401,7 +401,8 @@ def write_initial_weights(settings: HarnessSettings, report_dir: Path, backend: 
 
     scan = scan if scan is not None else read_scan(settings.data)
     config = config if config is not None else _training_config(settings, scan)
-    nphotons = float(config.nphotons) if config.nphotons else scan.mean_photons_per_pattern()
+    nphotons = float(config.nphotons) if config.nphotons else physics.mean_photons_per_pattern(
+        scan.diffraction, scan.bad_pixels, scan.saturation_counts)
     probe = physics.normalize_probe(scan.probe, config.model.probe_scale).astype("complex64")
     scale = physics.intensity_scale(nphotons, config.model.N)
     if backend == "pytorch":

@@ -107,8 +107,10 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
     Parameters
     ----------
     scan : ptycho.data.scan.Scan
-        Amplitudes ``sqrt(counts)`` (M, N, N) (in memory or streamed), positions, probe and the
-        optional ``bad_pixels`` (N, N) mask (True = do not use), which the misfit ignores.
+        Amplitudes ``sqrt(counts)`` (M, N, N) (in memory or streamed), positions, probe, the
+        optional ``bad_pixels`` (N, N) mask (True = do not use) and ``saturation_counts``
+        (counts at or above it are not used, in their pattern only): the misfit, the updates
+        and the intensity calibration ignore those pixels (``ptycho.physics.valid_pixels``).
     initial : InitialObject, optional
         Starting object; default a flat object (all ones).
     options : RefineOptions, optional
@@ -155,9 +157,14 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
         obj=torch.from_numpy(start).to(device, complex_dtype),
         probe=torch.from_numpy(physics.normalize_probe(probe)).to(device, complex_dtype),
         origin_rc=torch.from_numpy(origin).to(device, torch.float64))
-    mean_counts = scan.mean_photons_per_pattern() if valid is None else _mean_valid_counts(
-        scan.diffraction, valid)
-    state.probe *= float(np.sqrt(mean_counts / solver.mean_predicted_counts(state, valid)))
+    try:
+        mean_counts = physics.mean_photons_per_pattern(scan.diffraction, scan.bad_pixels,
+                                                       scan.saturation_counts)
+    except ValueError:  # every pixel bad or saturated
+        raise InputError("no valid pixels", f"{scan.source}:saturation",
+                         "detector pixels below the saturation level") from None
+    state.probe *= float(np.sqrt(mean_counts / solver.mean_predicted_counts(
+        state, valid, scan.diffraction, scan.saturation_counts)))
 
     def callback(iteration: int, current, history: dict) -> dict:
         snapshot = _result(current, geometry, options, {k: list(v) for k, v in history.items()},
@@ -166,7 +173,8 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
 
     with torch.no_grad():
         state, history = solver.run_solver(state, scan.diffraction, valid, options,
-                                           on_iteration=callback if on_iteration else None)
+                                           on_iteration=callback if on_iteration else None,
+                                           saturation_counts=scan.saturation_counts)
     return _result(state, geometry, options, history, solver)
 
 
@@ -184,16 +192,6 @@ def resolve_device(name: str):
         raise InputError("no GPU", "--device", "a CUDA GPU visible to torch, or --device cpu",
                          "cuda")
     return torch.device(name)
-
-
-def _mean_valid_counts(diffraction, valid: np.ndarray) -> float:
-    """Mean over patterns of the counts on valid pixels (float64, chunk-wise)."""
-    from ptycho.data.lazy import iter_chunks
-
-    total = 0.0
-    for _, chunk in iter_chunks(diffraction):
-        total += float(np.square(chunk[:, valid], dtype=np.float64).sum())
-    return total / diffraction.shape[0]
 
 
 def _result(state, geometry: CanvasGeometry, options: RefineOptions, history: dict,

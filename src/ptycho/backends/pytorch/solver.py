@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ptycho import physics
 from ptycho.backends.schedule import CosineSchedule
 
 #: Added to predicted intensities in the Poisson model (counts): keeps y / I finite where the
@@ -127,8 +128,9 @@ def exit_wave_correction(spectrum: torch.Tensor, measured: torch.Tensor,
     ----------
     spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N`` (DC at [0, 0])
     measured : Tensor, shape (B, N, N), real, measured amplitudes ``sqrt(counts)``, same layout
-    valid : Tensor, shape (N, N), bool, or None
-        Detector pixels that count; elsewhere the correction is 0 and the misfit ignores them.
+    valid : Tensor, shape (N, N) or (B, N, N), bool, or None
+        Detector pixels that count (of every pattern, or of each: :func:`frame_mask`);
+        elsewhere the correction is 0 and the misfit ignores them.
     noise_model : {'gaussian', 'poisson'}
 
     Returns
@@ -170,7 +172,7 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
     ----------
     spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N``
     measured : Tensor, shape (B, N, N), real, measured amplitudes, same layout
-    valid : Tensor, shape (N, N), bool, or None
+    valid : Tensor, shape (N, N) or (B, N, N), bool, or None
     probe : Tensor, shape (N, N), complex
     d_row, d_col : Tensor, shape (B, N, N), complex, derivatives of the patches along rows
         and columns (pixels)
@@ -201,7 +203,7 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
 
 def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, *,
                on_iteration: Callable[[int, SolverState, dict], dict] | None = None,
-               ) -> tuple[SolverState, dict]:
+               saturation_counts: float | None = None) -> tuple[SolverState, dict]:
     """Run ``options.iterations`` passes of minibatch updates on ``state`` (in place).
 
     Parameters
@@ -214,6 +216,9 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
     on_iteration : callable(iteration, state, history) -> dict, optional
         Called after each iteration with the history so far (that iteration's row has
         ``iteration``, ``misfit`` and ``time_s``); untimed. Its values join the row.
+    saturation_counts : float, optional
+        Counts at or above it are left out of the misfit and the updates, in their pattern
+        only (``ptycho.physics.valid_pixels``).
 
     Returns
     -------
@@ -233,6 +238,7 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
                                                          axes=(-2, -1))).to(device, real_dtype)
     valid_t = detector_mask(valid, device)
     valid_count = n * n if valid_t is None else int(valid_t.sum())
+    saturation = saturation_amplitude(saturation_counts)
     start_rc = state.origin_rc.clone()
     limit = float(options.max_position_correction_px)
     generator = torch.Generator().manual_seed(int(options.seed))
@@ -248,6 +254,7 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
         step_scale = step_schedule(iteration, options)
         before = state.obj.clone() if options.momentum > 0 else None
         misfit_sum = 0.0
+        misfit_count = 0
         for lo in range(0, n_positions, options.batch_size):
             batch_cpu = order[lo:lo + options.batch_size]
             batch = batch_cpu.to(device)
@@ -263,14 +270,15 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
             patches = windows.patches(window)
             psi = state.probe * patches
             spectrum = torch.fft.fft2(psi, norm="ortho")
-            chi_hat, misfit = exit_wave_correction(spectrum, amplitude, valid_t,
-                                                   options.noise_model)
+            mask = frame_mask(valid_t, amplitude, saturation)
+            chi_hat, misfit = exit_wave_correction(spectrum, amplitude, mask, options.noise_model)
             misfit_sum += float(misfit)
+            misfit_count += (len(batch) * valid_count if saturation is None
+                             else int(mask.expand_as(amplitude).sum()))
             chi = torch.fft.ifft2(chi_hat, norm="ortho")
             if update_positions:
                 d_row, d_col = torch.gradient(patches, dim=(-2, -1))
-                steps = solve_position_steps(spectrum, amplitude, valid_t, state.probe, d_row,
-                                             d_col)
+                steps = solve_position_steps(spectrum, amplitude, mask, state.probe, d_row, d_col)
                 steps = torch.clamp(steps, -options.max_position_step_px,
                                     options.max_position_step_px)
             _update_object(state, windows, chi, options, step_scale)
@@ -293,7 +301,7 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
             torch.cuda.synchronize(device)
         elapsed += time.perf_counter() - started
         history["iteration"].append(iteration + 1)
-        history["misfit"].append(misfit_sum / (n_positions * valid_count))
+        history["misfit"].append(misfit_sum / max(misfit_count, 1))
         history["time_s"].append(elapsed)
         if on_iteration is not None:
             for key, value in on_iteration(iteration + 1, state, history).items():
@@ -345,16 +353,41 @@ def detector_mask(valid: np.ndarray | None, device) -> torch.Tensor | None:
     return torch.from_numpy(np.fft.ifftshift(np.asarray(valid, bool))).to(device)
 
 
+def saturation_amplitude(saturation_counts: float | None) -> float | None:
+    """The measured-amplitude level of ``saturation_counts`` for the float32 patterns the solver
+    reads (``ptycho.physics.saturation_amplitude``), or None."""
+    if saturation_counts is None:
+        return None
+    return float(physics.saturation_amplitude(saturation_counts, np.float32))
+
+
+def frame_mask(valid: torch.Tensor | None, amplitude: torch.Tensor,
+               saturation: float | None) -> torch.Tensor | None:
+    """The pixels of a minibatch the misfit uses: ``valid`` (N, N) (:func:`detector_mask`) and,
+    with a ``saturation`` amplitude (:func:`saturation_amplitude`), only each pattern's pixels
+    whose measured ``amplitude`` (B, N, N) is below it ((B, N, N) bool then); None: all."""
+    if saturation is None:
+        return valid
+    unsaturated = amplitude < saturation
+    return unsaturated if valid is None else unsaturated & valid
+
+
 def _chunks(count: int, size: int = 256):
     for lo in range(0, count, size):
         yield slice(lo, min(lo + size, count))
 
 
-def mean_predicted_counts(state: SolverState, valid: np.ndarray | None) -> float:
-    """Mean over positions of ``sum |fft2(P o_m)/N|**2`` on the valid pixels (float)."""
+def mean_predicted_counts(state: SolverState, valid: np.ndarray | None, measured=None,
+                          saturation_counts: float | None = None) -> float:
+    """Mean over positions of ``sum |fft2(P o_m)/N|**2`` on the valid pixels (float).
+
+    With ``saturation_counts``, also without each pattern's pixels whose ``measured``
+    amplitude ((M, N, N) float32 or lazy, DC at (N/2, N/2)) is saturated (:func:`frame_mask`).
+    """
     n = state.probe.shape[-1]
     height, width = state.obj.shape
     mask = detector_mask(valid, state.obj.device)
+    saturation = saturation_amplitude(saturation_counts)
     total = 0.0
     with torch.no_grad():
         for part in _chunks(state.origin_rc.shape[0]):
@@ -363,8 +396,13 @@ def mean_predicted_counts(state: SolverState, valid: np.ndarray | None) -> float
             spectrum = torch.fft.fft2(state.probe * windows.patches(windows.window(state.obj)),
                                       norm="ortho")
             intensity = spectrum.real ** 2 + spectrum.imag ** 2
-            if mask is not None:
-                intensity = intensity * mask
+            keep = mask
+            if saturation is not None:
+                amplitude = np.fft.ifftshift(np.asarray(measured[part], np.float32), axes=(-2, -1))
+                keep = frame_mask(mask, torch.from_numpy(amplitude).to(intensity.device),
+                                  saturation)
+            if keep is not None:
+                intensity = intensity * keep
             total += float(intensity.sum())
     return total / state.origin_rc.shape[0]
 
