@@ -4,10 +4,14 @@
 levels, no skip connections. ``unet``: the same layers (same parameter names) where every
 decoder stage also reads the encoder feature map of its size (see :func:`skip_channels`).
 ``resnet``: the cnn's layers and parameters (same names, same shapes, no new parameter) where
-every level is a residual block (see :func:`residual_levels`).
+every level is a residual block (see :func:`residual_levels`). ``ffno``: a factorised Fourier
+neural operator at full resolution (no encoder or decoder; see :func:`ffno_sizes` and
+:func:`fourier_bases`), whose every output pixel depends on every input pixel.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ptycho.config.config import ARCHITECTURES
 
@@ -108,3 +112,89 @@ def skips_border(central_px: int | None, N: int) -> bool:
     """True when a caller using only the central ``central_px`` pixels of each patch lets the
     cnn skip its border branch (``predict(central_px=...)`` in ``ptycho.backends.base``)."""
     return central_px is not None and central_px <= N // 2
+
+
+# ---------------------------------------------------------------------------------------------
+# ffno: factorised Fourier neural operator
+# ---------------------------------------------------------------------------------------------
+
+#: Factorised Fourier layers of the ``ffno`` generator.
+FFNO_LAYERS = 4
+#: Coordinate channels appended to the ``ffno`` input (row, then column; see
+#: :func:`position_grid`).
+POSITION_CHANNELS = 2
+
+
+def ffno_sizes(N: int, scale: int) -> tuple[int, int, int]:
+    """``(width, modes, layers)`` of the ``ffno`` generator for patch size N and filter scale s.
+
+    width ``32 s`` feature channels at every pixel (64 at s=2); ``modes = N / 4`` lowest rfft
+    frequencies kept along each axis (16 at N=64: the same cut-off in cycles per pixel at every
+    N); :data:`FFNO_LAYERS` factorised Fourier layers.
+
+    The generator (both backends, channels-last ``(B, N, N, F)`` internally)::
+
+        h = lift([log1p(relu(x)), rows, cols])     1x1 conv, C + 2 -> width
+        L times:  s = fourier_y(h) + fourier_x(h)   spectral convolution along each axis
+                  h = h + ff2(gelu(ff1(s)))         1x1 convs width -> 2 width -> width
+        per branch (amplitude, phase):
+            p = gelu(project(h))                    1x1 conv width -> width
+            head(p), border_head(p)                 1x1 convs width -> C_out
+
+    with ``x`` the normalised amplitudes and ``rows``/``cols`` the pixel coordinates of
+    :func:`position_grid` (spectral and 1x1 layers are translation-equivariant; the map from a
+    centred diffraction pattern to an object patch is not). ``log1p`` compresses the central
+    peak (about 100x the mean amplitude), which would otherwise dominate every row's and
+    column's spectrum and saturate the heads at initialisation (amplitudes are >= 0; the
+    loaders refuse negative values, the ReLU only keeps a stray one finite). ``fourier_y`` transforms along the rows axis (each column as a 1-D signal
+    over y), ``fourier_x`` along the columns axis; each is ``irfft(W_k * rfft(h)[k < modes])``
+    with a learnable complex ``width x width`` matrix ``W_k`` per kept frequency k
+    (:func:`fourier_bases`). After two layers every output pixel depends on every input pixel.
+    The heads follow the cnn: ``amp_activation`` / ``pi * tanh``; ``pad_object`` keeps the head
+    in the central N/2 box (zero outside), ``probe_big`` adds ``swish(border_head)`` outside
+    it; without ``pad_object`` the head covers the whole patch. Being pointwise, the heads of
+    the central box need only the central features, so ``central_only`` is exact.
+    """
+    if N < 8 or N % 4:
+        raise ValueError(f"the ffno architecture needs N divisible by 4 (got {N})")
+    return 32 * scale, N // 4, FFNO_LAYERS
+
+
+def position_grid(N: int) -> np.ndarray:
+    """Pixel coordinates ``(i - N/2) / (N/2)`` for ``i = 0 .. N-1``, (N,) float32 in [-1, 1)."""
+    return ((np.arange(N) - N / 2) / (N / 2)).astype(np.float32)
+
+
+def fourier_bases(N: int, modes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Real matrices of the truncated ``rfft`` and of ``irfft`` of the kept modes (float64).
+
+    ``forward`` (N, 2 modes): for a real signal ``x`` (N,), ``x @ forward`` interleaves the real
+    and imaginary parts of ``numpy.fft.rfft(x)[:modes]`` (``[re_0, im_0, re_1, im_1, ...]``;
+    unnormalised, ``exp(-2 pi i k n / N)``). ``inverse`` (2 modes, N): ``s @ inverse`` equals
+    ``numpy.fft.irfft(S, n=N)`` of the spectrum ``S`` whose first ``modes`` entries are the
+    interleaved ``s`` and the rest zero (1/N, every kept ``k >= 1`` counted twice for its
+    conjugate, the imaginary part of ``S_0`` dropped as irfft does). ``modes <= N / 2`` (the
+    Nyquist term is never kept). Both backends use these matrices, so the spectral layers are
+    plain matrix products: identical in float32, differentiable, and fast on CPU for N <= 256
+    (``2 modes`` of ``N`` outputs per signal).
+    """
+    if not 1 <= modes <= N // 2:
+        raise ValueError(f"modes must be in 1 .. N/2 = {N // 2} (got {modes})")
+    n = np.arange(N)[:, None]
+    k = np.arange(modes)[None, :]
+    angle = 2.0 * np.pi * n * k / N
+    forward = np.empty((N, 2 * modes))
+    forward[:, 0::2] = np.cos(angle)
+    forward[:, 1::2] = -np.sin(angle)
+    weight = np.where(k == 0, 1.0, 2.0) / N
+    inverse = np.empty((2 * modes, N))
+    inverse[0::2] = (weight * np.cos(angle)).T
+    inverse[1::2] = (-weight * np.sin(angle)).T
+    return forward, inverse
+
+
+def fourier_init_bound(N: int, modes: int, width: int) -> float:
+    """Half-width ``a`` of the uniform initialisation of every real and imaginary part of the
+    spectral weights: ``sqrt(3 N / (4 modes width))``, which keeps the variance of white-noise
+    features through one spectral convolution (0.217 at N=64, 16 modes, width 64)."""
+    return float(np.sqrt(3.0 * N / (4.0 * modes * width)))

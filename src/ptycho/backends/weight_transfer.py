@@ -2,10 +2,12 @@
 
 Both backends build the same network with the same parameter names (see
 ``ptycho.backends.tensorflow.network``). The **torch layout state** is a dict
-``{torch state-dict key: ndarray}`` with conv kernels ``(out, in, 3, 3)``, biases ``(out,)``,
-``scaler.log_scale`` ``()`` and ``illumination.probe_ri`` ``(2, N, N)``. The Keras side is
-paired with it by :func:`ptycho.backends.tensorflow.model.torch_state_dict_mapping` (kernels
-transposed ``(3, 3, in, out)``; everything else identical). The torch buffer
+``{torch state-dict key: ndarray}`` with conv kernels ``(out, in, 3, 3)`` (``(out, in, 1, 1)``
+for the ffno's pointwise layers), biases ``(out,)``, the ffno's spectral weights
+``(width, width, modes)``, ``scaler.log_scale`` ``()`` and ``illumination.probe_ri``
+``(2, N, N)``. The Keras side is paired with it by
+:func:`ptycho.backends.tensorflow.model.torch_state_dict_mapping` (kernels transposed
+``(k, k, in, out)``; everything else identical). The torch buffer
 ``illumination.mask`` is a constant of the configuration (``physics.probe_mask``) and is not
 transferred.
 

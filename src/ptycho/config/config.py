@@ -21,7 +21,7 @@ from ptycho.errors import InputError
 
 SUPPORTED_N = (64, 128, 256)
 AMP_ACTIVATIONS = ("sigmoid", "swish", "softplus", "relu")
-ARCHITECTURES = ("cnn", "unet", "resnet")
+ARCHITECTURES = ("cnn", "unet", "resnet", "ffno")
 MODEL_TYPES = ("pinn", "supervised")
 BACKENDS = ("pytorch", "tensorflow")
 MEASUREMENTS = ("auto", "amplitude", "intensity")
@@ -53,12 +53,14 @@ class ModelConfig:
     model_type : {'pinn', 'supervised'}
         'pinn' trains through the physics (Poisson NLL); 'supervised' regresses ground-truth
         patches (needs ``objectGuess``).
-    architecture : {'cnn', 'unet', 'resnet'}
+    architecture : {'cnn', 'unet', 'resnet', 'ffno'}
         Generator network: 'cnn' (encoder, amplitude and phase decoders), 'unet' (the cnn
         with skip connections from each encoder level into both decoders; same parameter
-        names, more input channels) or 'resnet' (the cnn with every level a residual block,
-        ``h = relu(conv1(x)); relu(h + conv2(h))``; the cnn's parameters exactly). Archives
-        without the field are 'cnn'.
+        names, more input channels), 'resnet' (the cnn with every level a residual block,
+        ``h = relu(conv1(x)); relu(h + conv2(h))``; the cnn's parameters exactly) or 'ffno'
+        (a factorised Fourier neural operator at full resolution: spectral convolutions along
+        rows and columns give every output pixel a view of the whole pattern; see
+        ``ptycho.backends.architecture.ffno_sizes``). Archives without the field are 'cnn'.
     amp_activation : {'sigmoid', 'swish', 'softplus', 'relu'}
         Amplitude head activation.
     object_big : bool
@@ -79,7 +81,7 @@ class ModelConfig:
     gridsize: int = 1
     n_filters_scale: int = 2
     model_type: Literal["pinn", "supervised"] = "pinn"
-    architecture: Literal["cnn", "unet", "resnet"] = "cnn"
+    architecture: Literal["cnn", "unet", "resnet", "ffno"] = "cnn"
     amp_activation: str = "sigmoid"
     object_big: bool = True
     probe_big: bool = True

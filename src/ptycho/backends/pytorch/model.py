@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ptycho.backends.pytorch import forward_model as fm
-from ptycho.backends.pytorch.network import CnnGenerator
+from ptycho.backends.pytorch.network import make_generator
 from ptycho.config.config import ModelConfig
 
 
@@ -43,7 +43,7 @@ class PtychoPINN(nn.Module):
         super().__init__()
         self.config = config
         # channels-last convolutions take oneDNN's fast path on CPU (about 2x, see benchmarks)
-        self.generator = CnnGenerator(config).to(memory_format=torch.channels_last)
+        self.generator = make_generator(config).to(memory_format=torch.channels_last)
         self.scaler = fm.IntensityScaler(intensity_scale, intensity_scale_trainable)
         self.illumination = fm.ProbeIllumination(probe, probe_trainable, config.probe_mask,
                                                  config.gaussian_smoothing_sigma)
@@ -51,7 +51,8 @@ class PtychoPINN(nn.Module):
     def object_patches(self, x_scaled: torch.Tensor, central_only: bool = False) -> torch.Tensor:
         """Complex generator output (B, C_out, N, N) for network input ``s * X``.
 
-        ``central_only`` computes only the central N/2 box (see :class:`CnnGenerator`).
+        ``central_only`` computes only the central N/2 box (see
+        :class:`~ptycho.backends.pytorch.network.CnnGenerator`).
         """
         x = (x_scaled / self.scaler.scale()).contiguous(memory_format=torch.channels_last)
         amplitude, phase = self.generator(x, central_only)

@@ -4,7 +4,9 @@ Input ``(B, C, N, N)`` normalised amplitudes; output ``(amplitude, phase)`` each
 ``(B, C_out, N, N)`` with ``C_out = C`` when ``object_big`` else 1. ``cnn``: no skip
 connections; ``unet``: the same modules, each decoder stage also reading the encoder feature
 map of its size (:func:`ptycho.backends.architecture.skip_channels`); ``resnet``: the same
-modules, each level a residual block (:func:`ptycho.backends.architecture.residual_levels`).
+modules, each level a residual block (:func:`ptycho.backends.architecture.residual_levels`);
+``ffno``: :class:`FfnoGenerator`, a factorised Fourier neural operator at full resolution.
+:func:`make_generator` builds the one ``config.architecture`` names.
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from torch.nn import functional as F
 from ptycho.backends.architecture import (
     BORDER_CHANNELS,
     PHASE_TAPS,
+    POSITION_CHANNELS,
+    ffno_sizes,
     filter_ladder,
+    fourier_bases,
+    fourier_init_bound,
+    position_grid,
     residual_levels,
     skip_channels,
 )
@@ -221,3 +228,182 @@ class CnnGenerator(nn.Module):
             skips.append(block.features(x))
             x = F.max_pool2d(skips[-1], 2)
         return (self.amplitude(x, central_only, skips), self.phase(x, central_only, skips))
+
+
+# ---------------------------------------------------------------------------------------------
+# ffno
+# ---------------------------------------------------------------------------------------------
+
+def fourier_axis(h: torch.Tensor, weight_real: torch.Tensor, weight_imag: torch.Tensor,
+                 forward: torch.Tensor, inverse: torch.Tensor, axis: str) -> torch.Tensor:
+    """Spectral convolution of channels-last features along one spatial axis.
+
+    ``h`` (B, H, W, C) real; ``axis`` 'y' transforms along H (each column as a signal), 'x'
+    along W. ``weight_real``, ``weight_imag`` (C, O, modes): the complex C x O matrix of each
+    kept frequency; ``forward`` (n, 2 modes) and ``inverse`` (2 modes, n): the bases of
+    :func:`ptycho.backends.architecture.fourier_bases` for the axis length n. Returns
+    (B, H, W, O): ``irfft_k(sum_c rfft(h)[k, c] * W[c, o, k] for k < modes)`` along the axis.
+
+    Three matrix products: the truncated transform of every signal, one complex channel
+    mixing per frequency (a real (2C x 2O) block matrix), the inverse transform. 'x' is 'y' of
+    the transposed view.
+    """
+    if axis == "x":
+        return fourier_axis(h.transpose(1, 2), weight_real, weight_imag, forward, inverse,
+                            "y").transpose(1, 2)
+    if axis != "y":
+        raise ValueError(f"axis must be 'x' or 'y' (got {axis!r})")
+    batch, n, cols, c = h.shape
+    c_out, modes = weight_real.shape[1:]
+    # block[k, p * C + c, q * O + o]: part p (re, im) of input channel c -> part q of output o
+    block = torch.stack([torch.stack([weight_real, weight_imag]),
+                         torch.stack([-weight_imag, weight_real])])
+    block = block.permute(4, 0, 2, 1, 3).reshape(modes, 2 * c, 2 * c_out)
+    spectrum = torch.matmul(forward.t(), h.reshape(batch, n, cols * c))  # (B, 2 modes, W C)
+    spectrum = spectrum.reshape(batch, modes, 2, cols, c).permute(1, 0, 3, 2, 4)
+    mixed = torch.bmm(spectrum.reshape(modes, batch * cols, 2 * c), block)
+    mixed = mixed.reshape(modes, batch, cols, 2, c_out).permute(1, 0, 3, 2, 4)
+    out = torch.matmul(inverse.t(), mixed.reshape(batch, 2 * modes, cols * c_out))
+    return out.reshape(batch, n, cols, c_out)
+
+
+class FourierAxis(nn.Module):
+    """Learnable spectral convolution along one axis (``fourier_x`` or ``fourier_y``).
+
+    Parameters ``weight_real``, ``weight_imag`` (width, width, modes) float32, uniform in
+    ``+-fourier_init_bound``; bases as non-persistent buffers (not in the state dict).
+    """
+
+    def __init__(self, width: int, modes: int, n: int, axis: str):
+        super().__init__()
+        bound = fourier_init_bound(n, modes, width)
+        self.weight_real = nn.Parameter(torch.empty(width, width, modes).uniform_(-bound, bound))
+        self.weight_imag = nn.Parameter(torch.empty(width, width, modes).uniform_(-bound, bound))
+        forward, inverse = fourier_bases(n, modes)
+        self.register_buffer("forward_basis", torch.tensor(forward, dtype=torch.float32),
+                             persistent=False)
+        self.register_buffer("inverse_basis", torch.tensor(inverse, dtype=torch.float32),
+                             persistent=False)
+        self.axis = axis
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, N, N, width) -> (B, N, N, width), channels-last."""
+        return fourier_axis(h, self.weight_real, self.weight_imag, self.forward_basis,
+                            self.inverse_basis, self.axis)
+
+
+class Pointwise(nn.Module):
+    """A 1x1 convolution of channels-last (B, H, W, C) features (a matrix product per pixel).
+
+    ``weight`` (out, in, 1, 1) and ``bias`` (out,) as in ``nn.Conv2d`` (Glorot-uniform kernel,
+    zero bias, the Keras defaults), so the kernels transfer like the cnn's 3x3 ones.
+    """
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(nn.init.xavier_uniform_(torch.empty(c_out, c_in, 1, 1)))
+        self.bias = nn.Parameter(torch.zeros(c_out))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, self.weight.reshape(self.weight.shape[:2]), self.bias)
+
+
+class FourierLayer(nn.Module):
+    """``s = fourier_y(h) + fourier_x(h); h + ff2(gelu(ff1(s)))`` on (B, N, N, width)."""
+
+    def __init__(self, width: int, modes: int, n: int):
+        super().__init__()
+        self.fourier_y = FourierAxis(width, modes, n, "y")
+        self.fourier_x = FourierAxis(width, modes, n, "x")
+        self.ff1 = Pointwise(width, 2 * width)
+        self.ff2 = Pointwise(2 * width, width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        spectral = self.fourier_y(h) + self.fourier_x(h)
+        return h + self.ff2(F.gelu(self.ff1(spectral)))
+
+
+class FfnoHead(nn.Module):
+    """One ffno output branch: ``project`` + GELU, then ``head`` (and ``border_head``).
+
+    Honours ``pad_object`` / ``probe_big`` like :class:`DecoderBranch`: the head's activation
+    in the central N/2 box, zero outside, plus ``swish(border_head)`` outside the box with
+    ``probe_big``; the whole patch without ``pad_object``. Pointwise, so the central box is
+    computed from the central features only (and ``central_only`` is exact).
+    """
+
+    def __init__(self, width: int, c_out: int, activation: str, config: ModelConfig):
+        super().__init__()
+        self.project = Pointwise(width, width)
+        self.head = Pointwise(width, c_out)
+        self.activation = activation
+        self.pad_object = config.pad_object
+        self.probe_big = config.probe_big and config.pad_object
+        if self.probe_big:
+            n = config.N
+            self.border_head = Pointwise(width, c_out)
+            border = torch.ones(n, n, 1)
+            border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
+            self.register_buffer("border_mask", border, persistent=False)
+
+    def _head_activation(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activation == "phase":
+            return math.pi * torch.tanh(x)
+        return _activation(self.activation)(x)
+
+    def forward(self, h: torch.Tensor, central_only: bool = False) -> torch.Tensor:
+        """(B, N, N, width) -> (B, N, N, C_out), channels-last."""
+        if not self.pad_object:
+            return self._head_activation(self.head(F.gelu(self.project(h))))
+        quarter = h.shape[1] // 4
+        box = slice(quarter, quarter + h.shape[1] // 2)
+        if self.probe_big and not central_only:
+            features = F.gelu(self.project(h))
+            centre = self._head_activation(self.head(features[:, box, box]))
+            border = F.silu(self.border_head(features)) * self.border_mask
+            return F.pad(centre, (0, 0, quarter, quarter, quarter, quarter)) + border
+        centre = self._head_activation(self.head(F.gelu(self.project(h[:, box, box]))))
+        return F.pad(centre, (0, 0, quarter, quarter, quarter, quarter))
+
+
+class FfnoGenerator(nn.Module):
+    """Factorised Fourier neural operator (``architecture='ffno'``).
+
+    forward(x (B, C, N, N), central_only) -> (amplitude, phase), each (B, C_out, N, N); the
+    layers and sizes are those of :func:`ptycho.backends.architecture.ffno_sizes` (N=64, s=2:
+    width 64, 16 modes, 4 layers). Internally channels-last: ``x.permute(0, 2, 3, 1)`` is a
+    free view of the channels-last input :class:`~ptycho.backends.pytorch.model.PtychoPINN`
+    passes, and the outputs are channels-last views of (B, C_out, N, N).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        channels = config.gridsize ** 2
+        n = config.N
+        width, modes, layers = ffno_sizes(n, config.n_filters_scale)
+        self.lift = Pointwise(channels + POSITION_CHANNELS, width)
+        self.layers = nn.ModuleList(FourierLayer(width, modes, n) for _ in range(layers))
+        c_out = channels if config.object_big else 1
+        self.amplitude = FfnoHead(width, c_out, config.amp_activation, config)
+        self.phase = FfnoHead(width, c_out, "phase", config)
+        grid = torch.tensor(position_grid(n))
+        rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+        self.register_buffer("positions", torch.stack([rows, cols], -1), persistent=False)
+
+    def forward(self, x: torch.Tensor, central_only: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.log1p(torch.relu(x.permute(0, 2, 3, 1)))
+        positions = self.positions.to(h.dtype).expand(h.shape[0], -1, -1, -1)
+        h = self.lift(torch.cat([h, positions], -1))
+        for layer in self.layers:
+            h = layer(h)
+        return (self.amplitude(h, central_only).permute(0, 3, 1, 2),
+                self.phase(h, central_only).permute(0, 3, 1, 2))
+
+
+def make_generator(config: ModelConfig) -> nn.Module:
+    """The generator of ``config.architecture``: :class:`FfnoGenerator` for 'ffno', else
+    :class:`CnnGenerator` ('cnn', 'unet', 'resnet')."""
+    if config.architecture == "ffno":
+        return FfnoGenerator(config)
+    return CnnGenerator(config)

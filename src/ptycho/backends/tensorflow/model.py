@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.backends.tensorflow import forward_model as fm
-from ptycho.backends.tensorflow.network import CnnGenerator
+from ptycho.backends.tensorflow.network import make_generator
 from ptycho.config.config import ModelConfig
 
 
@@ -54,7 +54,7 @@ class PtychoPINN(keras.Model):
                  name: str = "ptychopinn"):
         super().__init__(name=name)
         self.model_config = config
-        self.generator = CnnGenerator(config, name="generator")
+        self.generator = make_generator(config, name="generator")
         self.scaler = fm.IntensityScaler(intensity_scale, intensity_scale_trainable, name="scaler")
         self.illumination = fm.ProbeIllumination(probe, probe_trainable, config.probe_mask,
                                                  config.gaussian_smoothing_sigma,
@@ -133,14 +133,14 @@ def torch_state_dict_mapping(model: PtychoPINN) -> dict:
     -------
     dict
         ``{torch_key: (keras_variable, layout)}`` with ``layout`` 'conv_kernel' (torch
-        ``(out, in, 3, 3)`` = keras ``(3, 3, in, out)`` transposed by ``(3, 2, 0, 1)``) or
-        'same' (identical shapes: biases, ``scaler.log_scale`` (), ``illumination.probe_ri``
-        (2, N, N)). The torch buffer ``illumination.mask`` is not a weight here and is absent.
+        ``(out, in, k, k)`` = keras ``(k, k, in, out)`` transposed by ``(3, 2, 0, 1)``; k = 3,
+        or 1 for the ffno's pointwise layers) or 'same' (identical shapes: biases, the ffno's
+        spectral weights (width, width, modes), ``scaler.log_scale`` (),
+        ``illumination.probe_ri`` (2, N, N)). The torch buffer ``illumination.mask`` is not a
+        weight here and is absent.
     """
-    mapping = {}
-    for layer in model.generator.conv_layers():
-        mapping[f"generator.{layer.name}.weight"] = (layer.kernel, "conv_kernel")
-        mapping[f"generator.{layer.name}.bias"] = (layer.bias, "same")
+    mapping = {f"generator.{name}": weight
+               for name, weight in model.generator.torch_weights().items()}
     mapping["scaler.log_scale"] = (model.scaler.log_scale, "same")
     mapping["illumination.probe_ri"] = (model.illumination.probe_ri, "same")
     return mapping

@@ -6,7 +6,9 @@ connections; ``unet``: the same layers (same names), each decoder stage also rea
 encoder feature map of its size (:func:`ptycho.backends.architecture.skip_channels`; the
 concatenation order ``[decoder features, encoder skip]`` on the channel axis, as in torch);
 ``resnet``: the same layers, each level a residual block
-(:func:`ptycho.backends.architecture.residual_levels`).
+(:func:`ptycho.backends.architecture.residual_levels`); ``ffno``: :class:`FfnoGenerator`, a
+factorised Fourier neural operator at full resolution (layer names below).
+:func:`make_generator` builds the one ``config.architecture`` names.
 
 Layer names and the torch mapping
 ---------------------------------
@@ -29,7 +31,18 @@ with ``branch`` in ``amplitude``, ``phase``. Tensor layouts::
 
 Kernels are correlations in both frameworks with 'same' padding of 1 pixel, so no flip is
 needed. :func:`ptycho.backends.tensorflow.model.torch_state_dict_mapping` builds the full map
-(including ``scaler.log_scale`` and ``illumination.probe_ri``).
+(including ``scaler.log_scale`` and ``illumination.probe_ri``) from each generator's
+``torch_weights()``.
+
+The ``ffno`` generator's 1x1 ``Conv2D`` layers and spectral weights (torch ``FfnoGenerator``)::
+
+    lift                                             1x1, C + 2 -> width
+    layers.{l}.fourier_y.weight_real / .weight_imag  (width, width, modes), same layout
+    layers.{l}.fourier_x.weight_real / .weight_imag  (width, width, modes), same layout
+    layers.{l}.ff1, layers.{l}.ff2                   1x1, width -> 2 width -> width
+    {branch}.project, {branch}.head, {branch}.border_head   1x1 (border_head: probe_big)
+
+The 1x1 kernels transpose like the 3x3 ones (keras (1, 1, in, out) <-> torch (out, in, 1, 1)).
 """
 
 from __future__ import annotations
@@ -43,7 +56,12 @@ import tensorflow as tf
 from ptycho.backends.architecture import (
     BORDER_CHANNELS,
     PHASE_TAPS,
+    POSITION_CHANNELS,
+    ffno_sizes,
     filter_ladder,
+    fourier_bases,
+    fourier_init_bound,
+    position_grid,
     residual_levels,
     skip_channels,
 )
@@ -283,3 +301,232 @@ class CnnGenerator(keras.layers.Layer):
             if branch.probe_big:
                 layers += [branch.border_up.conv1, branch.border_up.conv2, branch.border_head]
         return layers
+
+    def torch_weights(self) -> dict:
+        """``{torch parameter name inside the generator: (variable, layout)}``, layout
+        'conv_kernel' (kernels) or 'same' (biases), in torch state-dict order."""
+        return _conv_weights(self.conv_layers())
+
+
+def _conv_weights(layers) -> dict:
+    weights = {}
+    for layer in layers:
+        weights[f"{layer.name}.weight"] = (layer.kernel, "conv_kernel")
+        weights[f"{layer.name}.bias"] = (layer.bias, "same")
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------
+# ffno
+# ---------------------------------------------------------------------------------------------
+
+def _pointwise(filters: int, name: str) -> keras.layers.Conv2D:
+    """1x1 convolution, Glorot-uniform kernel, zero bias, no activation."""
+    return keras.layers.Conv2D(filters, 1, kernel_initializer="glorot_uniform",
+                               bias_initializer="zeros", name=name)
+
+
+def fourier_axis(h, weight_real, weight_imag, forward, inverse, axis: str):
+    """Spectral convolution of (B, H, W, C) features along one axis (the torch function).
+
+    ``axis`` 'y' transforms along H, 'x' along W; ``weight_real``, ``weight_imag``
+    (C, O, modes); ``forward`` (n, 2 modes), ``inverse`` (2 modes, n) from
+    :func:`ptycho.backends.architecture.fourier_bases`. Returns (B, H, W, O):
+    ``irfft_k(sum_c rfft(h)[k, c] * W[c, o, k] for k < modes)`` along the axis, computed as
+    the truncated transform, one complex channel mixing per frequency (a real (2C x 2O) block
+    matrix) and the inverse transform; 'x' is 'y' of the transposed features.
+    """
+    if axis == "x":
+        swapped = tf.transpose(h, [0, 2, 1, 3])
+        return tf.transpose(fourier_axis(swapped, weight_real, weight_imag, forward, inverse,
+                                         "y"), [0, 2, 1, 3])
+    if axis != "y":
+        raise ValueError(f"axis must be 'x' or 'y' (got {axis!r})")
+    n, cols, c = h.shape[1:]
+    c_out, modes = weight_real.shape[1:]
+    weight_real, weight_imag = tf.convert_to_tensor(weight_real), tf.convert_to_tensor(weight_imag)
+    # block[k, p * C + c, q * O + o]: part p (re, im) of input channel c -> part q of output o
+    block = tf.stack([tf.stack([weight_real, weight_imag]),
+                      tf.stack([-weight_imag, weight_real])])
+    block = tf.reshape(tf.transpose(block, [4, 0, 2, 1, 3]), (modes, 2 * c, 2 * c_out))
+    spectrum = tf.einsum("nk,bnx->bkx", forward, tf.reshape(h, (-1, n, cols * c)))
+    spectrum = tf.transpose(tf.reshape(spectrum, (-1, modes, 2, cols, c)), [1, 0, 3, 2, 4])
+    mixed = tf.matmul(tf.reshape(spectrum, (modes, -1, 2 * c)), block)
+    mixed = tf.transpose(tf.reshape(mixed, (modes, -1, cols, 2, c_out)), [1, 0, 3, 2, 4])
+    out = tf.einsum("kn,bkx->bnx", inverse, tf.reshape(mixed, (-1, 2 * modes, cols * c_out)))
+    return tf.reshape(out, (-1, n, cols, c_out))
+
+
+class FourierAxis(keras.layers.Layer):
+    """Learnable spectral convolution along one axis (``{prefix}`` = ``layers.{l}.fourier_y``
+    or ``.fourier_x``): weights ``weight_real``, ``weight_imag`` (width, width, modes), uniform
+    in ``+-fourier_init_bound``; the bases are constants."""
+
+    def __init__(self, width: int, modes: int, n: int, axis: str, prefix: str, **kwargs):
+        super().__init__(name=prefix, **kwargs)
+        self.width, self.modes, self.axis = width, modes, axis
+        self.bound = fourier_init_bound(n, modes, width)
+        forward, inverse = fourier_bases(n, modes)
+        self._forward = tf.constant(forward, tf.float32)
+        self._inverse = tf.constant(inverse, tf.float32)
+
+    def build(self, input_shape):
+        init = keras.initializers.RandomUniform(-self.bound, self.bound)
+        shape = (self.width, self.width, self.modes)
+        self.weight_real = self.add_weight(shape=shape, initializer=init, name="weight_real")
+        self.weight_imag = self.add_weight(shape=shape, initializer=init, name="weight_imag")
+        self.built = True
+
+    def call(self, h):
+        return fourier_axis(h, self.weight_real, self.weight_imag, self._forward,
+                            self._inverse, self.axis)
+
+
+class FourierLayer(keras.layers.Layer):
+    """``s = fourier_y(h) + fourier_x(h); h + ff2(gelu(ff1(s)))`` on (B, N, N, width)."""
+
+    def __init__(self, width: int, modes: int, n: int, prefix: str, **kwargs):
+        super().__init__(name=prefix, **kwargs)
+        self.width = width
+        self.fourier_y = FourierAxis(width, modes, n, "y", f"{prefix}.fourier_y")
+        self.fourier_x = FourierAxis(width, modes, n, "x", f"{prefix}.fourier_x")
+        self.ff1 = _pointwise(2 * width, f"{prefix}.ff1")
+        self.ff2 = _pointwise(width, f"{prefix}.ff2")
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.fourier_y.build(shape)
+        self.fourier_x.build(shape)
+        self.ff1.build(shape)
+        self.ff2.build(shape[:-1] + (2 * self.width,))
+        self.built = True
+
+    def call(self, h):
+        spectral = self.fourier_y(h) + self.fourier_x(h)
+        return h + self.ff2(tf.nn.gelu(self.ff1(spectral), approximate=False))
+
+    def weight_layers(self) -> dict:
+        """Torch-named weights of this layer (see :meth:`FfnoGenerator.torch_weights`)."""
+        weights = {}
+        for axis in (self.fourier_y, self.fourier_x):
+            weights[f"{axis.name}.weight_real"] = (axis.weight_real, "same")
+            weights[f"{axis.name}.weight_imag"] = (axis.weight_imag, "same")
+        return {**weights, **_conv_weights([self.ff1, self.ff2])}
+
+
+class FfnoHead(keras.layers.Layer):
+    """One ffno output branch (``amplitude`` or ``phase``): ``project`` + GELU, ``head`` (and
+    ``border_head``), pointwise; ``pad_object`` / ``probe_big`` as in :class:`DecoderBranch`
+    (the torch ``FfnoHead``)."""
+
+    def __init__(self, branch: str, width: int, c_out: int, activation: str,
+                 config: ModelConfig, **kwargs):
+        super().__init__(name=branch, **kwargs)
+        self.width = width
+        self.activation_name = activation
+        self.pad_object = bool(config.pad_object)
+        self.probe_big = bool(config.probe_big and config.pad_object)
+        self.project = _pointwise(width, f"{branch}.project")
+        self.head = _pointwise(c_out, f"{branch}.head")
+        if self.probe_big:
+            n = int(config.N)
+            self.border_head = _pointwise(c_out, f"{branch}.border_head")
+            border = np.ones((n, n), np.float32)
+            border[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = 0.0
+            self._border_mask = tf.constant(border[:, :, None])
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.project.build(shape)
+        self.head.build(shape[:-1] + (self.width,))
+        if self.probe_big:
+            self.border_head.build(shape[:-1] + (self.width,))
+        self.built = True
+
+    def _head_activation(self, x):
+        if self.activation_name == "phase":
+            return math.pi * tf.math.tanh(x)
+        return _ACTIVATIONS[self.activation_name](x)
+
+    def _features(self, h):
+        return tf.nn.gelu(self.project(h), approximate=False)
+
+    def call(self, h, central_only: bool = False):
+        """(B, N, N, width) -> (B, N, N, C_out)."""
+        if not self.pad_object:
+            return self._head_activation(self.head(self._features(h)))
+        n = h.shape[1]
+        quarter = n // 4
+        pad = [[0, 0], [quarter, quarter], [quarter, quarter], [0, 0]]
+        box = slice(quarter, quarter + n // 2)
+        if self.probe_big and not central_only:
+            features = self._features(h)
+            centre = self._head_activation(self.head(features[:, box, box]))
+            border = tf.nn.silu(self.border_head(features)) * self._border_mask
+            return tf.pad(centre, pad) + border
+        return tf.pad(self._head_activation(self.head(self._features(h[:, box, box]))), pad)
+
+    def weight_layers(self) -> dict:
+        layers = [self.project, self.head] + ([self.border_head] if self.probe_big else [])
+        return _conv_weights(layers)
+
+
+class FfnoGenerator(keras.layers.Layer):
+    """Factorised Fourier neural operator (``architecture='ffno'``), layer for layer the torch
+    ``FfnoGenerator`` (:func:`ptycho.backends.architecture.ffno_sizes`).
+
+    ``call(x (B, N, N, C) float32) -> (amplitude, phase)``, each (B, N, N, C_out) float32.
+    """
+
+    def __init__(self, config: ModelConfig, **kwargs):
+        kwargs.setdefault("name", "generator")
+        super().__init__(**kwargs)
+        channels = config.gridsize ** 2
+        n = int(config.N)
+        width, modes, layers = ffno_sizes(n, config.n_filters_scale)
+        self.width = width
+        self.lift = _pointwise(width, "lift")
+        self.fourier_layers = [FourierLayer(width, modes, n, f"layers.{i}")
+                               for i in range(layers)]
+        c_out = channels if config.object_big else 1
+        self.amplitude = FfnoHead("amplitude", width, c_out, config.amp_activation, config)
+        self.phase = FfnoHead("phase", width, c_out, "phase", config)
+        grid = position_grid(n)
+        rows, cols = np.meshgrid(grid, grid, indexing="ij")
+        self._positions = tf.constant(np.stack([rows, cols], -1)[None])
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        self.lift.build(shape[:-1] + (shape[-1] + POSITION_CHANNELS,))
+        shape = shape[:-1] + (self.width,)
+        for layer in self.fourier_layers:
+            layer.build(shape)
+        self.amplitude.build(shape)
+        self.phase.build(shape)
+        self.built = True
+
+    def call(self, x, central_only: bool = False):
+        positions = tf.tile(tf.cast(self._positions, x.dtype), [tf.shape(x)[0], 1, 1, 1])
+        h = self.lift(tf.concat([tf.math.log1p(tf.nn.relu(x)), positions], -1))
+        for layer in self.fourier_layers:
+            h = layer(h)
+        return (self.amplitude(h, central_only=central_only),
+                self.phase(h, central_only=central_only))
+
+    def torch_weights(self) -> dict:
+        """``{torch parameter name inside the generator: (variable, layout)}`` in torch
+        state-dict order (layouts as :meth:`CnnGenerator.torch_weights`)."""
+        weights = _conv_weights([self.lift])
+        for layer in self.fourier_layers:
+            weights.update(layer.weight_layers())
+        weights.update(self.amplitude.weight_layers())
+        weights.update(self.phase.weight_layers())
+        return weights
+
+
+def make_generator(config: ModelConfig, **kwargs) -> keras.layers.Layer:
+    """The generator of ``config.architecture``: :class:`FfnoGenerator` for 'ffno', else
+    :class:`CnnGenerator` ('cnn', 'unet', 'resnet')."""
+    if config.architecture == "ffno":
+        return FfnoGenerator(config, **kwargs)
+    return CnnGenerator(config, **kwargs)
