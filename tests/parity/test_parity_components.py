@@ -26,6 +26,7 @@ OPS = {  # check function -> the FLOAT64_OPS key it covers (None: float32 layers
     checks.check_intensity_scaling: None,
     checks.check_poisson_nll: "poisson_nll",
     checks.check_masked_data_terms: "masked_data_terms",
+    checks.check_fourier_axis: "fourier_axis",
 }
 
 

@@ -22,6 +22,7 @@ from ptycho.parity import checks, weights
 CFG = ModelConfig(N=64, gridsize=2, n_filters_scale=1)
 UNET = ModelConfig(N=64, gridsize=2, n_filters_scale=1, architecture="unet")
 RESNET = ModelConfig(N=64, gridsize=2, n_filters_scale=1, architecture="resnet")
+FFNO = ModelConfig(N=64, gridsize=2, n_filters_scale=1, architecture="ffno")
 
 
 def _probe():
@@ -49,7 +50,8 @@ def _archive(tmp_path, backend, name="model", config=CFG):
     return folder, model
 
 
-@pytest.mark.parametrize("config", [CFG, UNET, RESNET], ids=["cnn", "unet", "resnet"])
+@pytest.mark.parametrize("config", [CFG, UNET, RESNET, FFNO],
+                         ids=["cnn", "unet", "resnet", "ffno"])
 @pytest.mark.parametrize("source", ["pytorch", "tensorflow"])
 def test_weight_transfer_is_exact_in_both_directions(source, config):
     model = _model(source, config=config)
@@ -58,7 +60,11 @@ def test_weight_transfer_is_exact_in_both_directions(source, config):
     back = weights.convert_model(converted, source)
     original = weights.model_state(model)
     assert set(original) == set(weights.model_state(converted))
-    assert any(key.endswith("conv1.weight") and original[key].ndim == 4 for key in original)
+    if config.architecture == "ffno":   # 1x1 kernels (out, in, 1, 1) and spectral weights
+        assert original["generator.layers.0.ff1.weight"].shape == (64, 32, 1, 1)
+        assert original["generator.layers.3.fourier_x.weight_imag"].shape == (32, 32, 16)
+    else:
+        assert any(key.endswith("conv1.weight") and original[key].ndim == 4 for key in original)
     for state in (weights.model_state(converted), weights.model_state(back)):
         for key, value in original.items():
             np.testing.assert_array_equal(state[key], value, err_msg=key)
@@ -72,9 +78,10 @@ def test_weight_transfer_is_exact_in_both_directions(source, config):
 @pytest.mark.parametrize("source, target, config", [("pytorch", "tensorflow", CFG),
                                                     ("tensorflow", "pytorch", CFG),
                                                     ("pytorch", "tensorflow", UNET),
-                                                    ("tensorflow", "pytorch", RESNET)],
+                                                    ("tensorflow", "pytorch", RESNET),
+                                                    ("tensorflow", "pytorch", FFNO)],
                          ids=["pytorch-cnn", "tensorflow-cnn", "pytorch-unet",
-                              "tensorflow-resnet"])
+                              "tensorflow-resnet", "tensorflow-ffno"])
 def test_convert_command_writes_the_other_backends_archive(tmp_path, capsys, source, target,
                                                            config):
     folder, model = _archive(tmp_path, source, config=config)
@@ -158,7 +165,7 @@ def test_initial_weights_of_another_configuration_are_refused(tmp_path):
         weight_transfer.load_initial_weights(fresh.module, folder)
 
 
-@pytest.mark.parametrize("config", [UNET, RESNET], ids=["unet", "resnet"])
+@pytest.mark.parametrize("config", [UNET, RESNET, FFNO], ids=["unet", "resnet", "ffno"])
 @pytest.mark.parametrize("backend", ["pytorch", "tensorflow"])
 def test_initial_weights_of_another_architecture_are_refused(tmp_path, backend, config):
     """Refused by the manifest's architecture, also for resnet, whose weights have the cnn's

@@ -3,8 +3,8 @@
 Weights are copied from the seeded torch model into the Keras model
 (ptycho.parity.weights); then generator patches, member patches, predicted amplitudes, the
 training loss and ``predict`` agree to 1e-5 (relative) for N = 64 and 128, gridsize 1 and 2,
-object_big and probe_big on and off (cnn: all 16; unet and resnet: the 8 N=64 ones and N=128
-gs=2). From the same initial weights, 20 Adam steps on the same batches give loss curves that
+object_big and probe_big on and off (cnn: all 16; unet, resnet and ffno: the 8 N=64 ones and
+N=128 gs=2). From the same initial weights, 20 Adam steps on the same batches give loss curves that
 agree to 1e-3 (every architecture).
 """
 
@@ -32,7 +32,8 @@ def _describe(rows):
 
 
 @pytest.mark.parametrize("case", checks.MODEL_CASES + checks.model_cases("unet", "standard")
-                         + checks.model_cases("resnet", "standard"),
+                         + checks.model_cases("resnet", "standard")
+                         + checks.model_cases("ffno", "standard"),
                          ids=lambda c: c.label().replace(" ", ","))
 def test_transferred_weights_give_the_same_outputs(case):
     rows = checks.check_model(case)
@@ -55,7 +56,7 @@ def test_synthetic_batches_follow_the_legacy_layout():
     assert total_power.sum(axis=(1, 2)).mean() == pytest.approx(32 ** 2, rel=1e-4)
 
 
-@pytest.mark.parametrize("architecture", ["cnn", "unet", "resnet"])
+@pytest.mark.parametrize("architecture", ["cnn", "unet", "resnet", "ffno"])
 def test_loss_curves_of_20_adam_steps_agree(architecture):
     """Same initial weights, same batches, learning rate from TrainingConfig; Keras uses the
     torch update rule (ptycho.parity.optim) so that only the model and gradients differ."""

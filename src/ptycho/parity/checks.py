@@ -12,9 +12,10 @@ component
     mask and smoothing, smoothing, far field, intensity scaling, Poisson NLL, and the Poisson
     NLL and amplitude MAE over the valid pixels of a detector mask) on random complex
     inputs with an asymmetric complex probe, in float32 and, where the backend op supports it,
-    float64. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
+    float64; and the ``ffno`` generator's spectral convolution along each axis against
+    ``numpy.fft``. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
 model
-    For each generator architecture (``cnn``, ``unet``, ``resnet``), a torch ``PtychoPINN``
+    For each generator architecture (``cnn``, ``unet``, ``resnet``, ``ffno``), a torch ``PtychoPINN``
     with its random initial weights copied into the Keras model
     (:mod:`ptycho.backends.weight_transfer`), both fed the same simulated batch: generator patches,
     member patches, the patch on the group mean, predicted amplitudes, the training loss
@@ -60,8 +61,9 @@ REFERENCE = "reference"
 # Which component ops each backend implements in float64 (the rest are float32 layers/ops).
 FLOAT64_OPS = {
     TORCH: {"extraction", "member_shift", "merge_extract", "smoothing", "far_field", "poisson_nll",
-            "masked_data_terms"},
-    TF: {"extraction", "member_shift", "smoothing", "poisson_nll", "masked_data_terms"},
+            "masked_data_terms", "fourier_axis"},
+    TF: {"extraction", "member_shift", "smoothing", "poisson_nll", "masked_data_terms",
+         "fourier_axis"},
 }
 
 
@@ -260,6 +262,13 @@ class _TorchOps:
         difference = (self._r(pred, dtype) - self._r(amplitude, dtype)).abs()
         return float(self.fm.masked_mean(difference, self.torch.as_tensor(np.asarray(valid, bool))))
 
+    def fourier_axis(self, h, weight_real, weight_imag, axis, dtype):
+        from ptycho.backends.pytorch.network import fourier_axis
+
+        bases = _fourier_bases(h, weight_real, axis)
+        return fourier_axis(*(self._r(a, dtype) for a in (h, weight_real, weight_imag, *bases)),
+                            axis).numpy()
+
 
 class _TFOps:
     name = TF
@@ -323,6 +332,20 @@ class _TFOps:
     def amplitude_mae(self, pred, amplitude, dtype, valid):
         difference = self.tf.abs(self._r(pred, dtype) - self._r(amplitude, dtype))
         return float(self.fm.masked_mean(difference, self.tf.constant(np.asarray(valid, bool))))
+
+    def fourier_axis(self, h, weight_real, weight_imag, axis, dtype):
+        from ptycho.backends.tensorflow.network import fourier_axis
+
+        bases = _fourier_bases(h, weight_real, axis)
+        return fourier_axis(*(self._r(a, dtype) for a in (h, weight_real, weight_imag, *bases)),
+                            axis).numpy()
+
+
+def _fourier_bases(h, weight_real, axis: str):
+    """The rfft/irfft bases for the transformed axis of channels-last ``h`` (B, H, W, C)."""
+    from ptycho.backends.architecture import fourier_bases
+
+    return fourier_bases(h.shape[1 if axis == "y" else 2], weight_real.shape[-1])
 
 
 _OPS: dict[str, Callable] = {TORCH: _TorchOps, TF: _TFOps}
@@ -513,9 +536,41 @@ def check_masked_data_terms(backends=(TORCH, TF), seed: int = 8) -> list[CheckRe
     return rows
 
 
+def check_fourier_axis(backends=(TORCH, TF), seed: int = 9, H: int = 16, W: int = 24
+                       ) -> list[CheckResult]:
+    """The ``ffno`` spectral convolution along each axis against ``numpy.fft``.
+
+    Random channels-last features (2, H, W, 3) (H != W, so a swapped axis shows up) and a
+    random complex (3 x 4) matrix per kept frequency (5 modes); reference: ``rfft`` along the
+    axis, the lowest 5 coefficients times the matrices, ``irfft`` back (length H or W).
+    """
+    rng = np.random.default_rng(seed)
+    modes = 5
+    h = rng.standard_normal((2, H, W, 3))
+    weight_real, weight_imag = rng.standard_normal((2, 3, 4, modes))
+    rows = []
+    for axis, dim in (("y", 1), ("x", 2)):
+        length = h.shape[dim]
+        spectrum = np.moveaxis(np.fft.rfft(h, axis=dim), dim, -2)[..., :modes, :]
+        mixed = np.einsum("...kc,cok->...ko", spectrum, weight_real + 1j * weight_imag)
+        full = np.zeros(mixed.shape[:-2] + (length // 2 + 1, 4), complex)
+        full[..., :modes, :] = mixed
+        reference = np.moveaxis(np.fft.irfft(full, n=length, axis=-2), -2, dim)
+
+        def compute(ops, dtype, axis=axis):
+            return ops.fourier_axis(h, weight_real, weight_imag, axis, dtype)
+
+        rows += _component_rows("fourier_axis",
+                                f"ffno spectral convolution along {axis} ({modes} modes)",
+                                compute, reference, backends,
+                                config=f"(2, {H}, {W}, 3) -> 4 channels")
+    return rows
+
+
 COMPONENT_CHECKS = (check_extraction, check_member_shift, check_merge_extract,
                     check_illumination, check_smoothing, check_far_field,
-                    check_intensity_scaling, check_poisson_nll, check_masked_data_terms)
+                    check_intensity_scaling, check_poisson_nll, check_masked_data_terms,
+                    check_fourier_axis)
 
 
 def component_checks(backends=(TORCH, TF)) -> list[CheckResult]:
@@ -867,7 +922,7 @@ LEVELS = ("full", "standard", "quick")
 
 
 #: Architectures whose model checks and loss curve the harness runs beside cnn's.
-OTHER_ARCHITECTURES = ("unet", "resnet")
+OTHER_ARCHITECTURES = ("unet", "resnet", "ffno")
 
 
 def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str, str], ...]]:
