@@ -101,6 +101,7 @@ class FakeArchiveModel:
     def payload_bytes(self) -> bytes:
         return self._payload
 
+
 def add_detector_faults(scan, dead_fraction: float = 0.03, n_hot: int = 6,
                         saturation_quantile: float | None = 0.999, seed: int = 0):
     """A copy of ``scan`` with a faulty detector, and the mask that describes it.
@@ -129,3 +130,35 @@ def add_detector_faults(scan, dead_fraction: float = 0.03, n_hot: int = 6,
                                bad_pixels=dead | hot, saturation_counts=saturation,
                                notes=list(scan.notes))
 
+
+def make_library_scans(source_dir=None):
+    """Two small N=64 scans for multi-scan training: different probes, photon counts, sizes.
+
+    ``a``: 25 positions, the default probe, 1e5 photons per pattern; ``b``: 36 positions, a
+    defocused probe, 1e7 photons. Each is simulated with its own probe (Poisson counts) and
+    keeps its ground truth. With ``source_dir`` they are written there as ``a.npz`` and
+    ``b.npz`` (and their ``source`` set to those paths). Returns ``(a, b)``.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from ptycho import physics
+    from ptycho.data.npz import write_scan_npz
+    from ptycho.data.sim_probes import defocused_probe
+
+    scans = []
+    for name, n_side, nphotons, probe, seed in (
+            ("a", 5, 1e5, physics.default_probe(64), 0), ("b", 6, 1e7, defocused_probe(64), 1)):
+        base = make_test_scan(n_side=n_side, nphotons=nphotons, seed=seed)
+        intensity = physics.simulate_amplitude(base.object_guess, probe, base.xcoords,
+                                               base.ycoords) ** 2
+        intensity *= nphotons / intensity.sum(axis=(1, 2)).mean()
+        counts = np.random.default_rng(seed).poisson(intensity)
+        scan = dataclasses.replace(base, diffraction=np.sqrt(counts).astype(np.float32),
+                                   probe=np.asarray(probe, np.complex64))
+        if source_dir is not None:
+            path = Path(source_dir) / f"{name}.npz"
+            write_scan_npz(path, scan)
+            scan.source = str(path)
+        scans.append(scan)
+    return tuple(scans)

@@ -124,6 +124,19 @@ def _unwritable(folder):
             str(locked / "out"), *TRAIN]
 
 
+def _library(second, *extra: str):
+    """A case training on two scans: bad.npz (valid) and ``second(folder)``."""
+    return lambda folder: _train(folder, _npz(folder), "--train_data_file",
+                                 str(second(folder)), *extra)
+
+
+def _big_patterns(folder):
+    """A valid scan of 128 x 128 patterns (the 64 x 64 ones zero-padded)."""
+    arrays = _valid_arrays()
+    return _npz(folder, "big.npz", diff3d=np.pad(arrays["diff3d"], ((0, 0), (32, 32), (32, 32))),
+                probeGuess=np.pad(arrays["probeGuess"], 32))
+
+
 def _infer(model: str, folder: Path, *extra: str) -> list[str]:
     return ["infer", "--model_path", model, "--test_data", str(_npz(folder)), "--output_dir",
             str(folder / "out"), "--quiet", *extra]
@@ -198,6 +211,13 @@ CASES = {
                             "bad.npz:diff3d"),
     "all-zero patterns": (_with(diff3d=np.zeros((N, 64, 64), np.float32)), "all-zero patterns",
                           "bad.npz:diff3d"),
+    # --- several training scans (--train_data_file A.npz B.npz)
+    "library: pattern sizes differ": (_library(_big_patterns), "patch size mismatch",
+                                      "big.npz:diff3d"),
+    "library: second scan missing": (_library(lambda f: f / "absent.npz"), "file not found",
+                                     "absent.npz"),
+    "library: trainable probe": (_library(lambda f: _npz(f, "second.npz"), "--probe_trainable"),
+                                 "invalid value", "--probe_trainable"),
     "all-zero probe": (_with(probeGuess=np.zeros((64, 64), np.complex64)), "all-zero probe",
                        "bad.npz:probeGuess"),
     "overflowing amplitudes": (_modified("diff3d", lambda a: a.astype(np.float64) * 1e300),

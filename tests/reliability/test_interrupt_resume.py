@@ -145,6 +145,44 @@ def test_resume_continues_the_cosine_schedule(tmp_path, capsys, monkeypatch, bac
             training["lr_warmup_epochs"]) == ("cosine", 1e-4, 1.0, 1.0)
 
 
+def test_interrupt_then_resume_with_two_scans(tmp_path, capsys, monkeypatch):
+    """Several training scans: the checkpoint keeps the file list and a fingerprint of each
+    scan; --resume continues on both, and refuses when a scan changed."""
+    import math
+
+    from ptycho.data.npz import write_scan_npz
+    from ptycho.data.splitting import split_indices
+    from ptycho_testing import make_library_scans
+
+    a, b = make_library_scans(tmp_path)
+    out = tmp_path / "out"
+    train_rows, _ = split_indices(25 + 36, 0.2, 42)
+    steps_per_epoch = math.ceil(len(train_rows) / 4)
+    _signal_at(monkeypatch, "pytorch", signal.SIGINT, steps_per_epoch + 2)
+    argv = tiny_train_args(Path(a.source), out, "pytorch", 2)
+    argv[argv.index(a.source) + 1:argv.index(a.source) + 1] = [b.source]  # two files
+    assert main(argv) == 130
+    checkpoint = read_checkpoint(out)
+    assert checkpoint.epochs_completed == 1
+    assert checkpoint.config["train_data_file"] == [a.source, b.source]
+    assert [scan["n_positions"] for scan in checkpoint.data["scans"]] == [25, 36]
+    monkeypatch.undo()
+    capsys.readouterr()
+
+    write_scan_npz(b.source, b.subset(np.arange(30)))  # b changed: refused, nothing written
+    before = files_in(out)
+    assert main(["train", "--resume", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "training data changed" in err and "n_positions = 36" in err
+    assert files_in(out) == before
+    write_scan_npz(b.source, b)
+    assert main(["train", "--resume", str(out), "--logger", "none", "--quiet"]) == 0
+    manifest = read_archive(out).manifest
+    assert manifest["history"]["epoch"] == [0, 1]
+    assert [scan["file"] for scan in manifest["training_scans"]] == [a.source, b.source]
+    assert RESUME_NAME not in files_in(out)
+
+
 def _fake_checkpoint(out: Path, scan: Path, **config_changes) -> None:
     from ptycho.config.config import ModelConfig, TrainingConfig
 
@@ -162,6 +200,8 @@ def _fake_checkpoint(out: Path, scan: Path, **config_changes) -> None:
      "--learning_rate"),
     (["--nepochs", "5", "--gridsize", "2"], "option differs from the interrupted run",
      "--gridsize"),
+    (["--nepochs", "5", "--train_data_file", "scan.npz", "other.npz"],
+     "option differs from the interrupted run", "--train_data_file"),
 ])
 def test_resume_refuses_changed_options(tmp_path, capsys, argv, what, where):
     out = tmp_path / "out"

@@ -6,7 +6,9 @@ A backend package (``ptycho.backends.pytorch``, ``ptycho.backends.tensorflow``) 
     Train on ``train`` (a :class:`ptycho.data.grouping.GroupedData`), monitoring ``validation``
     (GroupedData or None). ``probe`` is the normalised probe (N, N) complex64;
     ``intensity_scale`` the initial s; ``config`` a TrainingConfig, ``execution`` an
-    ExecutionConfig.
+    ExecutionConfig. Several scans: ``train`` a :class:`ptycho.data.grouping.GroupedScans`
+    of K scans, ``probe`` (K, N, N) and ``intensity_scale`` (K,) each scan's own; every
+    sample meets its scan's probe and s in the loss, and the model keeps the first scan's.
 
 ``load_model(manifest, payload, probe) -> TrainedModel``
     Rebuild the network from ``manifest['model_config']`` and load the weights payload (bytes of

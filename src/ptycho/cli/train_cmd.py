@@ -16,8 +16,9 @@ from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
 
 def register(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
-        "train", help="train a model on a scan",
-        description="Train a physics-informed network on a scan and write <output_dir>/wts.h5.zip, "
+        "train", help="train a model on one or more scans",
+        description="Train a physics-informed network on a scan (or a library of scans: "
+                    "--train_data_file A.npz B.npz ...) and write <output_dir>/wts.h5.zip, "
                     "history.csv and loss_curve.png; with --test_data_file also reconstruct it. "
                     "Flags override values from --config, which override the defaults.")
     add_option(parser, "config", type=str, metavar="YAML", help="YAML configuration file")
@@ -85,9 +86,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"epochs: {len(summary['train_loss'])}, final training loss "
               f"{summary['train_loss'][-1]:.6g}, best epoch {summary.get('best_epoch')}")
     if test_scan is not None:
+        probe = inference.stitching_probe(result.model, test_scan, len(result.scans))
         recon = inference.reconstruct(result.model, test_scan,
                                       batch_size=execution.inference_batch_size,
-                                      neighbor_count=config.neighbor_count)
+                                      neighbor_count=config.neighbor_count, probe=probe)
         metrics = inference.write_outputs(recon, output_dir, test_scan)
         print(f"reconstruction of {config.test_data_file} written to {output_dir}")
         if metrics:

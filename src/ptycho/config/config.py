@@ -101,6 +101,14 @@ class TrainingConfig:
     model archive (either backend, same network configuration) whose generator weights
     replace the random initialisation (``ptychopinn parity`` starts both backends from it).
 
+    ``train_data_file`` is one scan (a Path) or a list of scans with the same pattern size N,
+    a *library* (``--train_data_file A.npz B.npz``; a one-element list becomes its Path, so
+    one file trains and archives exactly as before). Each scan of a library is grouped on its
+    own (groups never mix scans; ``n_groups`` limits the groups of each scan), normalised with
+    its own factor, keeps its own photon count (unless ``nphotons`` sets one for every scan)
+    and intensity scale ``s_k``, and meets its own probe in the forward model; see
+    :func:`ptycho.workflows.training.train`. ``probe_trainable`` needs a single scan.
+
     ``targets='refine'`` or ``'refine:K'`` first reconstructs the training scan with the
     iterative solver (:mod:`ptycho.refine`, K iterations; default its own) and trains against
     those patches with weight ``realspace_mae_weight`` (amplitude and phase MAE; when left at 0,
@@ -125,7 +133,7 @@ class TrainingConfig:
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
-    train_data_file: Path | None = None
+    train_data_file: Path | list[Path] | None = None
     test_data_file: Path | None = None
     batch_size: int = 16
     nepochs: int = 50
@@ -164,6 +172,16 @@ class TrainingConfig:
 
     def __post_init__(self) -> None:
         _apply_n_images_alias(self)
+        if isinstance(self.train_data_file, (list, tuple)) and len(self.train_data_file) == 1:
+            self.train_data_file = self.train_data_file[0]
+
+
+def training_files(config: TrainingConfig) -> list[Path]:
+    """The training scans of ``config`` as a list (empty when ``train_data_file`` is unset)."""
+    files = config.train_data_file
+    if files is None:
+        return []
+    return [Path(f) for f in files] if isinstance(files, (list, tuple)) else [Path(files)]
 
 
 @dataclass
@@ -306,8 +324,13 @@ def parse_targets(targets: str | None, owner: str = "TrainingConfig") -> int | N
     raise _invalid(owner, "targets", targets, "refine or refine:K with K >= 1 solver iterations")
 
 
-def validate_training_config(config: TrainingConfig, *, require_n: bool = True) -> None:
-    """Validate a :class:`TrainingConfig` (and its model); raise ``InputError`` on the first bad field."""
+def validate_training_config(config: TrainingConfig, *, require_n: bool = True,
+                             n_scans: int | None = None) -> None:
+    """Validate a :class:`TrainingConfig` (and its model); raise ``InputError`` on the first bad field.
+
+    ``n_scans``: the number of training scans when they are given as objects rather than
+    read from ``train_data_file`` (default: the number of files there).
+    """
     validate_model_config(config.model, require_n=require_n)
     owner = "TrainingConfig"
     if not _is_int(config.batch_size) or config.batch_size < 1:
@@ -348,6 +371,14 @@ def validate_training_config(config: TrainingConfig, *, require_n: bool = True) 
                        "a number > 0, or 0 or unset (no clipping)")
     if not _is_int(config.seed) or config.seed < 0:
         raise _invalid(owner, "seed", config.seed, "an integer >= 0")
+    files = config.train_data_file
+    if isinstance(files, (list, tuple)) and (
+            not files or not all(isinstance(f, (str, Path)) for f in files)):
+        raise _invalid(owner, "train_data_file", files, "a path or a list of paths")
+    if config.probe_trainable and (n_scans or len(training_files(config))) > 1:
+        raise _invalid(owner, "probe_trainable", config.probe_trainable,
+                       "false with several training scans (each keeps its own probe as given; "
+                       "train one scan to refine its probe)")
     _validate_sampling(owner, config)
 
 
@@ -409,6 +440,8 @@ def dataclass_to_legacy_dict(config: Any) -> dict[str, Any]:
             continue
         if isinstance(value, Path):
             value = str(value)
+        elif isinstance(value, (list, tuple)):
+            value = [str(v) if isinstance(v, Path) else v for v in value]
         flat[KEY_MAPPINGS.get(f.name, f.name)] = value
     return flat
 

@@ -135,6 +135,11 @@ class GroupedData:
         return int(self.nn_indices.shape[0])
 
     @property
+    def scans(self) -> list[Scan]:
+        """``[scan]`` (the interface of :class:`GroupedScans`)."""
+        return [self.scan]
+
+    @property
     def gridsize(self) -> int:
         return int(round(np.sqrt(self.nn_indices.shape[1])))
 
@@ -241,3 +246,111 @@ class GroupedData:
             "objectGuess": self.scan.object_guess,
             "norm_factor": self.norm_factor,
         }
+
+
+class GroupedScans:
+    """Several scans, each grouped on its own, served as one sample set (a training library).
+
+    The samples of ``parts[0]`` come first, then those of ``parts[1]``, ...; groups never mix
+    scans and each part keeps its own ``norm_factor``. The sample methods are those of
+    :class:`GroupedData` (same shapes and dtypes) over the concatenated samples, plus
+    :meth:`scan_index`, the scan of each sample.
+
+    Parameters
+    ----------
+    parts : list of GroupedData
+        Two or more, with equal ``N`` and ``channels``.
+    """
+
+    def __init__(self, parts: list[GroupedData]):
+        if len({(part.N, part.channels) for part in parts}) > 1:
+            raise ValueError("the grouped scans of a library need equal N and gridsize")
+        self.parts = list(parts)
+        self.N = parts[0].N
+        self._starts = np.cumsum([0] + [len(part) for part in parts])
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    @property
+    def scans(self) -> list[Scan]:
+        """The scan of each part."""
+        return [part.scan for part in self.parts]
+
+    @property
+    def channels(self) -> int:
+        return self.parts[0].channels
+
+    @property
+    def gridsize(self) -> int:
+        return self.parts[0].gridsize
+
+    def _rows(self, index) -> np.ndarray:
+        rows = np.arange(len(self))[index]
+        return np.atleast_1d(rows)
+
+    def scan_index(self, index=slice(None)) -> np.ndarray:
+        """The part (scan) of each selected sample. Shape (b,), int64."""
+        return (np.searchsorted(self._starts, self._rows(index), side="right") - 1).astype(np.int64)
+
+    def _gather(self, index, read):
+        """``read(part, local_rows)`` of every part, assembled in the order of ``index``."""
+        rows = self._rows(index)
+        scan = self.scan_index(index)
+        out = None
+        for k in np.unique(scan):
+            chosen = scan == k
+            values = read(self.parts[k], rows[chosen] - self._starts[k])
+            if values is None:
+                return None
+            if out is None:
+                out = np.empty((len(rows),) + values.shape[1:], values.dtype)
+            out[chosen] = values
+        return out
+
+    def diffraction(self, index=slice(None)) -> np.ndarray:
+        """Raw amplitudes (b, N, N, C) float32 (see :meth:`GroupedData.diffraction`)."""
+        return self._gather(index, lambda part, rows: part.diffraction(rows))
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether any scan has a valid-pixel mask."""
+        return any(part.has_mask for part in self.parts)
+
+    def X(self, index=slice(None)) -> np.ndarray:
+        """Amplitudes normalised by each sample's own scan factor, (b, N, N, C) float32."""
+        return self.X_and_valid(index)[0]
+
+    def valid(self, index=slice(None)) -> np.ndarray | None:
+        """Valid pixels (b, N, N, C) bool (see :meth:`GroupedData.valid`); None unless some scan
+        has a mask, and all True for the samples of scans without one."""
+        return self.X_and_valid(index)[1]
+
+    def X_and_valid(self, index=slice(None)) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`X` and :meth:`valid` of the selected samples (see
+        :meth:`GroupedData.X_and_valid`)."""
+        rows, scan = self._rows(index), self.scan_index(index)
+        x = valid = None
+        for k in np.unique(scan):
+            chosen = scan == k
+            part_x, part_valid = self.parts[k].X_and_valid(rows[chosen] - self._starts[k])
+            if x is None:
+                x = np.empty((len(rows),) + part_x.shape[1:], np.float32)
+                valid = np.ones(x.shape, bool) if self.has_mask else None
+            x[chosen] = part_x
+            if part_valid is not None:
+                valid[chosen] = part_valid
+        return x, valid
+
+    def coords(self, index=slice(None), *, start: bool = False) -> dict[str, np.ndarray]:
+        """Legacy coordinate arrays (see :meth:`GroupedData.coords`), each in its scan's pixels."""
+        return {key: self._gather(index, lambda part, rows, key=key:
+                                  part.coords(rows, start=start)[key])
+                for key in ("nn", "offsets", "relative")}
+
+    def ground_truth_patches(self, index=slice(None), *, at_centre: bool = False
+                             ) -> np.ndarray | None:
+        """True-geometry patches (see :meth:`GroupedData.ground_truth_patches`); None unless
+        every selected sample's scan has an ``objectGuess``."""
+        return self._gather(index, lambda part, rows:
+                            part.ground_truth_patches(rows, at_centre=at_centre))

@@ -1,10 +1,18 @@
-"""Training workflow: scan -> group -> backend training -> archive + history + loss curve."""
+"""Training workflow: scan(s) -> group -> backend training -> archive + history + loss curve.
+
+Several training scans (``TrainingConfig.train_data_file`` a list, a *library*) train one
+model: each scan is grouped on its own, normalised with its own factor, keeps its own photon
+count (intensity scale ``s_k``) and probe, and every sample meets its own scan's probe and
+``s_k`` in the loss (see the backends' ``train_model``). The archive then also lists every
+scan (manifest ``training_scans``) and holds their probes (``probes.npy``); see
+:mod:`ptycho.archive`.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +24,11 @@ from ptycho.config.config import (
     ExecutionConfig,
     TrainingConfig,
     parse_targets,
+    training_files,
     validate_execution_config,
     validate_training_config,
 )
-from ptycho.data.grouping import GroupedData
+from ptycho.data.grouping import GroupedData, GroupedScans
 from ptycho.data.io import read_scan
 from ptycho.data.scan import Scan
 from ptycho.errors import InputError, TrainingDiverged, TrainingInterrupted
@@ -37,10 +46,39 @@ class TrainingResult:
     archive_path: Path | None
     history: dict
     nphotons: float
+    """Photons per pattern of the (first) training scan's Poisson model."""
     initial_intensity_scale: float
-    train_groups: GroupedData
+    """s of the (first) training scan: the model's initial intensity scale."""
+    train_groups: GroupedData | GroupedScans
     is_global_zero: bool = True
     """False in the non-zero ranks of a distributed (DDP) run, which write no files."""
+    scans: list[TrainingScan] = field(default_factory=list)
+    """Each training scan as it was trained on (one for a single scan)."""
+
+
+@dataclass
+class TrainingScan:
+    """One training scan, prepared for the backend: grouped, photon-counted, its probe."""
+
+    scan: Scan
+    """The scan trained on (with ``targets``: the solver's reconstruction as objectGuess)."""
+    grouped: GroupedData
+    nphotons: float
+    """Photons per pattern of its Poisson model (measured unless ``nphotons`` was given)."""
+    probe: np.ndarray
+    """(N, N) complex64: its probe normalised by ``ModelConfig.probe_scale``."""
+
+    @property
+    def intensity_scale(self) -> float:
+        """Its s = sqrt(nphotons) / (N/2)."""
+        return physics.intensity_scale(self.nphotons, self.grouped.N)
+
+    def record(self) -> dict:
+        """What the archive manifest keeps of it (``training_scans``), JSON-ready."""
+        return {"file": str(self.scan.source), "n_positions": int(self.scan.n_positions),
+                "n_groups": len(self.grouped), "nphotons": float(self.nphotons),
+                "intensity_scale": float(self.intensity_scale),
+                "norm_factor": float(self.grouped.norm_factor)}
 
 
 def is_global_zero(model=None) -> bool:
@@ -74,10 +112,32 @@ def fix_patch_size(config: TrainingConfig, scan: Scan) -> None:
                          f"{scan.N}x{scan.N}")
 
 
+def _check_same_size(first: Scan, scan: Scan) -> None:
+    """Every training scan has the pattern size of the first."""
+    if scan.N != first.N:
+        raise InputError("patch size mismatch", f"{Path(scan.source).name}:diff3d",
+                         f"{first.N}x{first.N} patterns like {Path(first.source).name} (every "
+                         f"training scan needs the same N)", f"{scan.N}x{scan.N}")
+
+
+def _training_scans(config: TrainingConfig, train_scan) -> list[Scan]:
+    """The given scan(s), else the scans of ``config.train_data_file`` read in order."""
+    if train_scan is not None:
+        return list(train_scan) if isinstance(train_scan, (list, tuple)) else [train_scan]
+    files = training_files(config)
+    if not files:
+        raise InputError("missing option", "--train_data_file", "a training scan (.npz, .h5)")
+    return [read_scan(path, config.measurement) for path in files]
+
+
 def _write_training_files(output_dir: Path, model, config: TrainingConfig,
-                          nphotons: float) -> Path:
+                          scans: list[TrainingScan]) -> Path:
     output_dir.mkdir(parents=True, exist_ok=True)
-    archive_path = write_archive(output_dir, model, config, nphotons=nphotons)
+    library = {} if len(scans) == 1 else {
+        "training_scans": [data.record() for data in scans],
+        "probes": np.stack([data.probe for data in scans])}
+    archive_path = write_archive(output_dir, model, config, nphotons=scans[0].nphotons,
+                                 **library)
     save_history_csv(model.history, output_dir / "history.csv")
     plot_loss_curve(model.history, output_dir / "loss_curve.png")
     log.info("wrote %s", archive_path)
@@ -85,11 +145,11 @@ def _write_training_files(output_dir: Path, model, config: TrainingConfig,
 
 
 def _stopped(stop: runcontrol.StopTraining, config: TrainingConfig, output_dir: Path,
-             nphotons: float, fingerprint: dict, write_outputs: bool) -> Exception:
+             scans: list[TrainingScan], fingerprint: dict, write_outputs: bool) -> Exception:
     """Save what an early stop left (best weights, resumable state); the error to raise."""
     archive = None
     if write_outputs and stop.model is not None:
-        archive = _write_training_files(output_dir, stop.model, config, nphotons)
+        archive = _write_training_files(output_dir, stop.model, config, scans)
     best = (stop.model.history.get("best_epoch", -1) if stop.model is not None else -1)
     kept = f"epoch {best}" if best is not None and best >= 0 else "the current step"
     if stop.reason == "signal":
@@ -128,32 +188,49 @@ def _with_solver_targets(scan: Scan, iterations: int, config: TrainingConfig,
     """``config.targets``: the scan with the solver's reconstruction as its objectGuess."""
     import time
 
-    from ptycho.workflows.targets import default_target_weight, solver_targets
+    from ptycho.workflows.targets import solver_targets
 
     started = time.perf_counter()
     target_scan, result = solver_targets(scan, iterations, config.model.probe_scale, nphotons,
                                          seed=config.seed)
-    if config.realspace_mae_weight == 0:
-        config.realspace_mae_weight = default_target_weight(nphotons, scan.N)
-    log.info("training targets: %d solver iterations in %.1f s (misfit %.4g); target weight %g",
-             len(result.history["iteration"]), time.perf_counter() - started,
-             result.history["misfit"][-1], config.realspace_mae_weight)
+    log.info("training targets of %s: %d solver iterations in %.1f s (misfit %.4g)",
+             Path(scan.source).name, len(result.history["iteration"]),
+             time.perf_counter() - started, result.history["misfit"][-1])
     return target_scan
 
 
+def _prepare(scan: Scan, config: TrainingConfig, solver_iterations: int | None) -> TrainingScan:
+    """Photon count, solver targets (``config.targets``), groups and probe of one scan."""
+    nphotons = float(config.nphotons) if config.nphotons else physics.mean_photons_per_pattern(
+        scan.diffraction, scan.bad_pixels, scan.saturation_counts)
+    _log_mask(scan)
+    if solver_iterations is not None:
+        scan = _with_solver_targets(scan, solver_iterations, config, nphotons)
+    seed = config.subsample_seed if config.subsample_seed is not None else config.seed
+    grouped = GroupedData.from_scan(
+        scan, config.model.gridsize, neighbor_count=config.neighbor_count,
+        n_groups=config.n_subsample or config.n_groups, seed=seed,
+        sequential=config.sequential_sampling, enable_oversampling=config.enable_oversampling)
+    probe = physics.normalize_probe(scan.probe, config.model.probe_scale)
+    return TrainingScan(scan=scan, grouped=grouped, nphotons=nphotons, probe=probe)
+
+
 def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
-          train_scan: Scan | None = None, write_outputs: bool = True,
+          train_scan: Scan | list[Scan] | None = None, write_outputs: bool = True,
           resume: runcontrol.Checkpoint | None = None) -> TrainingResult:
     """Train a model as configured and (by default) write the archive and history files.
 
     Parameters
     ----------
     config : TrainingConfig
-        ``train_data_file`` is read unless ``train_scan`` is given. ``config.model.N`` is
-        set from the data when 0.
+        ``train_data_file`` (one path or a list) is read unless ``train_scan`` is given.
+        ``config.model.N`` is set from the data when 0.
     execution : ExecutionConfig, optional
-    train_scan : Scan, optional
-        Already-loaded training scan.
+    train_scan : Scan or list of Scan, optional
+        Already-loaded training scan(s). Several scans (all of one N) train one model on
+        all of them, each with its own groups, normalisation, photon count and probe; with
+        ``targets`` the solver reconstructs each, and the automatic target weight uses their
+        mean photon count.
     write_outputs : bool
         Write ``wts.h5.zip``, ``history.csv`` and ``loss_curve.png`` to ``config.output_dir``.
     resume : ptycho.runcontrol.Checkpoint, optional
@@ -170,44 +247,50 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
     """
     execution = execution or ExecutionConfig()
     validate_execution_config(execution)
-    if train_scan is None:
-        if config.train_data_file is None:
-            raise InputError("missing option", "--train_data_file", "a training scan (.npz, .h5)")
-        train_scan = read_scan(config.train_data_file, config.measurement)
-    fix_patch_size(config, train_scan)
-    validate_training_config(config)
-    if train_scan.n_positions < 2:
-        raise InputError("scan too small to train", f"{Path(train_scan.source).name}:xcoords",
-                         "at least 2 scan positions (overlapping positions are what ptychography "
-                         "learns from)", f"{train_scan.n_positions} position")
+    train_scans = _training_scans(config, train_scan)
+    fix_patch_size(config, train_scans[0])
+    for scan in train_scans[1:]:
+        _check_same_size(train_scans[0], scan)
+    validate_training_config(config, n_scans=len(train_scans))
+    for scan in train_scans:
+        if scan.n_positions < 2:
+            raise InputError("scan too small to train", f"{Path(scan.source).name}:xcoords",
+                             "at least 2 scan positions (overlapping positions are what "
+                             "ptychography learns from)", f"{scan.n_positions} position")
     backend = load_backend(config.backend)
 
-    nphotons = float(config.nphotons) if config.nphotons else physics.mean_photons_per_pattern(
-        train_scan.diffraction, train_scan.bad_pixels, train_scan.saturation_counts)
-    _log_mask(train_scan)
-    scale = physics.intensity_scale(nphotons, config.model.N)
     solver_iterations = parse_targets(config.targets)
-    if solver_iterations is not None:
-        train_scan = _with_solver_targets(train_scan, solver_iterations, config, nphotons)
-    seed = config.subsample_seed if config.subsample_seed is not None else config.seed
-    n_groups = config.n_subsample or config.n_groups
-    grouped = GroupedData.from_scan(
-        train_scan, config.model.gridsize, neighbor_count=config.neighbor_count, n_groups=n_groups,
-        seed=seed, sequential=config.sequential_sampling,
-        enable_oversampling=config.enable_oversampling)
-    probe = physics.normalize_probe(train_scan.probe, config.model.probe_scale)
-    log.info("training %s model: %d groups of %d from %d positions, N=%d, nphotons=%.4g, s=%.4g",
-             config.backend, len(grouped), grouped.channels, train_scan.n_positions,
-             config.model.N, nphotons, scale)
+    scans = [_prepare(scan, config, solver_iterations) for scan in train_scans]
+    if solver_iterations is not None and config.realspace_mae_weight == 0:
+        from ptycho.workflows.targets import default_target_weight
+
+        config.realspace_mae_weight = default_target_weight(
+            np.mean([data.nphotons for data in scans]), config.model.N)
+        log.info("training targets: weight %g", config.realspace_mae_weight)
+    for data in scans:
+        log.info("training %s model: %d groups of %d from %d positions of %s, N=%d, "
+                 "nphotons=%.4g, s=%.4g", config.backend, len(data.grouped),
+                 data.grouped.channels, data.scan.n_positions, Path(data.scan.source).name,
+                 config.model.N, data.nphotons, data.intensity_scale)
+    if len(scans) == 1:
+        grouped, probe, scale = scans[0].grouped, scans[0].probe, scans[0].intensity_scale
+    else:
+        grouped = GroupedScans([data.grouped for data in scans])
+        probe = np.stack([data.probe for data in scans])
+        scale = np.array([data.intensity_scale for data in scans])
+        log.info("%d training scans, %d groups in all", len(scans), len(grouped))
     output_dir = Path(config.output_dir)
-    fingerprint = _resume.data_fingerprint(train_scan, nphotons, len(grouped))
+    fingerprints = [_resume.data_fingerprint(data.scan, data.nphotons, len(data.grouped))
+                    for data in scans]
+    fingerprint = fingerprints[0] if len(scans) == 1 else {"scans": fingerprints}
     kwargs = {}
     if resume is not None:
         if resume.backend != config.backend:
             raise InputError("backend mismatch", resume.source or "--resume",
                              f"the '{resume.backend}' backend of the interrupted run",
                              config.backend)
-        _resume.check_same_data(resume, fingerprint, str(train_scan.source))
+        _resume.check_same_data(resume, fingerprint,
+                                ", ".join(str(data.scan.source) for data in scans))
         kwargs["resume"] = resume
         log.info("resuming after %d completed epochs (target %d)", resume.epochs_completed,
                  config.nepochs)
@@ -221,7 +304,7 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
                                         output_dir, **kwargs)
         except runcontrol.StopTraining as stop:
             rank_zero = is_global_zero(stop.model)
-            error = _stopped(stop, config, output_dir, nphotons, fingerprint,
+            error = _stopped(stop, config, output_dir, scans, fingerprint,
                              write_outputs and rank_zero)
             error.is_global_zero = rank_zero  # the CLI reports rank 0's error only
             raise error from None
@@ -231,8 +314,9 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
     archive_path = None
     rank_zero = is_global_zero(model)
     if write_outputs and rank_zero:
-        archive_path = _write_training_files(output_dir, model, config, nphotons)
+        archive_path = _write_training_files(output_dir, model, config, scans)
         _resume.remove_checkpoint(output_dir)
     return TrainingResult(model=model, archive_path=archive_path, history=model.history,
-                          nphotons=nphotons, initial_intensity_scale=scale, train_groups=grouped,
-                          is_global_zero=rank_zero)
+                          nphotons=scans[0].nphotons,
+                          initial_intensity_scale=scans[0].intensity_scale,
+                          train_groups=grouped, is_global_zero=rank_zero, scans=scans)

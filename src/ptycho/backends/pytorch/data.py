@@ -8,15 +8,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ptycho.backends.pytorch.model import offsets_to_torch
-from ptycho.data.grouping import GroupedData
+from ptycho.data.grouping import GroupedData, GroupedScans
 from ptycho.data.splitting import split_indices
 
 
 class GroupedDataset(Dataset):
     """Item i: dict with ``x`` (C, N, N) float32 normalised amplitudes X, ``rel`` (C, 2)
     float32 relative offsets, (when ground truth is requested) ``truth`` (C_t, N, N)
-    complex64 patches and (only when the scan has a detector mask, ``GroupedData.has_mask``)
-    ``valid`` (C, N, N) bool, the pixels the data terms of the loss use.
+    complex64 patches, (from :class:`GroupedScans`, several scans) ``scan`` () int64,
+    the sample's scan, and (only when the data have a detector mask, ``has_mask``) ``valid``
+    (C, N, N) bool, the pixels the data terms of the loss use.
 
     Items are fetched in batches through :meth:`__getitems__` to avoid per-sample overhead.
     """
@@ -42,6 +43,8 @@ class GroupedDataset(Dataset):
         if self.with_truth:
             truth = self.grouped.ground_truth_patches(rows, at_centre=self.truth_at_centre)
             batch["truth"] = torch.from_numpy(np.ascontiguousarray(np.moveaxis(truth, -1, 1)))
+        if isinstance(self.grouped, GroupedScans):
+            batch["scan"] = torch.from_numpy(self.grouped.scan_index(rows))
         return batch
 
     def __getitem__(self, position: int) -> dict:

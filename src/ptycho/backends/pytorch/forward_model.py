@@ -214,8 +214,10 @@ class ProbeIllumination(nn.Module):
     def probe(self) -> torch.Tensor:
         return torch.complex(self.probe_ri[0], self.probe_ri[1])
 
-    def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        field = patches * self.probe()
+    def forward(self, patches: torch.Tensor, probe: torch.Tensor | None = None) -> torch.Tensor:
+        """``patches`` (B, C, N, N) complex; ``probe`` (B, 1, N, N) complex, one per sample
+        (each sample's training scan), instead of this layer's own (N, N) probe."""
+        field = patches * (self.probe() if probe is None else probe)
         if self.smoothing_sigma > 0:
             field = smooth_field(field, self.smoothing_sigma)
         if self.use_mask:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 
 from ptycho import physics
@@ -69,13 +70,31 @@ class PINNLightning(L.LightningModule):
 
     ``intensity_scale`` is the dataset's s: the network input is ``s * X`` and the measured
     counts are ``(s * X)**2``; the model's own (possibly trainable) scale starts at s.
+
+    Several training scans (batches with a ``scan`` index, from
+    :class:`~ptycho.data.grouping.GroupedScans`): ``intensity_scale`` is their K scales
+    ``s_k`` and ``scan_probes`` (K, N, N) complex their normalised probes. The network input
+    is ``s_1 * X`` (the model's scale starts at ``s_1``, so the network sees X whatever the
+    scan); a sample of scan k is illuminated by its probe ``P_k`` and its predicted and
+    measured amplitudes are multiplied by ``s_k / s_1``: counts ``(s_k X)**2`` against
+    ``(s_k / s_1 * scale * |F(P_k O)| / N)**2``, the trainable scale one factor for all scans.
     """
 
-    def __init__(self, model: PtychoPINN, config: TrainingConfig, intensity_scale: float):
+    def __init__(self, model: PtychoPINN, config: TrainingConfig,
+                 intensity_scale: float | np.ndarray, scan_probes: np.ndarray | None = None):
         super().__init__()
         self.model = model
         self.config = config
-        self.register_buffer("data_scale", torch.tensor(float(intensity_scale)))
+        if scan_probes is None:
+            self.register_buffer("data_scale", torch.tensor(float(intensity_scale)))
+        else:
+            scales = np.asarray(intensity_scale, np.float64)
+            self.register_buffer("data_scale", torch.tensor(float(scales[0])))
+            self.register_buffer("scale_ratio", torch.as_tensor(scales / scales[0],
+                                                                dtype=torch.float32),
+                                 persistent=False)
+            self.register_buffer("scan_probes", torch.as_tensor(
+                np.asarray(scan_probes, np.complex64)), persistent=False)
         n = model.config.N
         region = physics.centre_mask(n) if model.config.pad_object else torch.ones(n, n)
         self.register_buffer("truth_region", torch.as_tensor(region, dtype=torch.float32),
@@ -91,7 +110,11 @@ class PINNLightning(L.LightningModule):
         if self.supervised:
             patches = self.model.object_patches(x_scaled)
             return amplitude_phase_mae(patches, batch["truth"], self.truth_region)
-        out = self.model(x_scaled, rel)
+        scan = batch.get("scan")
+        out = self.model(x_scaled, rel, None if scan is None else self.scan_probes[scan][:, None])
+        if scan is not None:  # compare in each sample's own scan units: both times s_k / s_1
+            ratio = self.scale_ratio[scan][:, None, None, None]
+            out.amplitude, x_scaled = out.amplitude * ratio, x_scaled * ratio
         valid = batch.get("valid")  # (B, C, N, N) bool with a detector mask: data terms skip the rest
         loss = x_scaled.new_zeros(())
         if cfg.nll_weight:

@@ -69,10 +69,13 @@ class PtychoPINN(nn.Module):
             return patches, patches
         return fm.shift_single_patch(patches, rel_xy), patches
 
-    def forward(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor) -> ForwardOutput:
+    def forward(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor,
+                probe: torch.Tensor | None = None) -> ForwardOutput:
+        """``probe`` (B, 1, N, N) complex: each sample's own probe (several training scans);
+        default the model's probe."""
         patches = self.object_patches(x_scaled)
         members, centre = self.place(patches, rel_xy)
-        amplitude = fm.far_field_amplitude(self.illumination(members)) * self.scaler.scale()
+        amplitude = fm.far_field_amplitude(self.illumination(members, probe)) * self.scaler.scale()
         return ForwardOutput(patches=patches, object_centre=centre, member_patches=members,
                              amplitude=amplitude)
 

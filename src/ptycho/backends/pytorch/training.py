@@ -20,7 +20,7 @@ from ptycho.backends.pytorch.lightning_module import PINNLightning
 from ptycho.backends.pytorch.model import PtychoPINN
 from ptycho.backends.pytorch.trained_model import TorchTrainedModel
 from ptycho.config.config import ExecutionConfig, TrainingConfig
-from ptycho.data.grouping import GroupedData
+from ptycho.data.grouping import GroupedData, GroupedScans
 from ptycho.errors import InputError
 
 try:  # Lightning's own SIGTERM handling (2.3+) raises this from its loops
@@ -172,10 +172,15 @@ def _logger(execution: ExecutionConfig, output_dir: Path):
     return MLFlowLogger(experiment_name="ptychopinn", save_dir=str(output_dir / "mlruns"))
 
 
-def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
-                intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
-                output_dir: Path, *, resume=None) -> TorchTrainedModel:
+def train_model(train: GroupedData | GroupedScans, validation: GroupedData | None,
+                probe: np.ndarray, intensity_scale: float | np.ndarray, config: TrainingConfig,
+                execution: ExecutionConfig, output_dir: Path, *, resume=None
+                ) -> TorchTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
+
+    Several scans (``train`` a :class:`GroupedScans`): ``probe`` (K, N, N) and
+    ``intensity_scale`` (K,) hold each scan's normalised probe and s; the model is built with
+    the first scan's (see :class:`PINNLightning`).
 
     ``resume`` (a ``ptycho.runcontrol.Checkpoint``) continues an interrupted run up to
     ``config.nepochs`` epochs in total. A pending signal (``ptycho.runcontrol``) or a
@@ -193,17 +198,20 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     model_cfg = config.model
     supervised = model_cfg.model_type == "supervised"
     needs_truth = supervised or config.realspace_mae_weight > 0
-    if needs_truth and train.scan.object_guess is None:
-        raise InputError("missing ground truth", f"{train.scan.source}:objectGuess",
+    lacking = [scan.source for scan in train.scans if scan.object_guess is None]
+    if needs_truth and lacking:
+        raise InputError("missing ground truth", f"{lacking[0]}:objectGuess",
                          "an objectGuess for supervised training or realspace_mae_weight > 0")
-    module = PtychoPINN(model_cfg, probe, intensity_scale,
+    library = isinstance(train, GroupedScans)
+    module = PtychoPINN(model_cfg, probe[0] if library else probe,
+                        float(intensity_scale[0]) if library else intensity_scale,
                         probe_trainable=config.probe_trainable and not supervised,
                         intensity_scale_trainable=config.intensity_scale_trainable and not supervised)
     if config.init_weights is not None:
         from ptycho.backends.weight_transfer import load_initial_weights
 
         load_initial_weights(module, config.init_weights)
-    lit = PINNLightning(module, config, intensity_scale)
+    lit = PINNLightning(module, config, intensity_scale, probe if library else None)
     truth_at_centre = supervised and not (model_cfg.object_big and model_cfg.gridsize > 1)
     datamodule = GroupedDataModule(train, config.batch_size, config.validation_fraction,
                                    config.seed, validation=validation, with_truth=needs_truth,

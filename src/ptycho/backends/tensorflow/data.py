@@ -12,22 +12,23 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from ptycho.data.grouping import GroupedData
+from ptycho.data.grouping import GroupedData, GroupedScans
 from ptycho.data.splitting import split_indices
 
 
 class GroupedBatches:
     """Batches ``(x, offsets)`` or ``(x, offsets, truth)`` of selected samples, followed by
-    ``valid`` when the data have a detector mask (``grouped.has_mask``).
+    ``valid`` when the data have a detector mask (``grouped.has_mask``) and by ``scan`` for
+    several scans (``grouped`` a :class:`GroupedScans`).
 
     ``x`` (b, N, N, C) float32 normalised amplitudes X; ``offsets`` (b, 1, 2, C) float32 legacy
     relative offsets of the nominal (``start``) positions; ``truth`` (b, N, N, C_t) complex64
     ground-truth patches (C_t = 1 with ``truth_at_centre``); ``valid`` (b, N, N, C) bool, the
-    pixels the data terms of the loss use.
+    pixels the data terms of the loss use; ``scan`` (b,) int64 the scan of each sample.
 
     Parameters
     ----------
-    grouped : GroupedData
+    grouped : GroupedData or GroupedScans
     indices : ndarray, int
         Sample indices (rows of ``grouped``) served by this dataset.
     batch_size : int
@@ -60,7 +61,11 @@ class GroupedBatches:
         if self.with_truth:
             truth = self.grouped.ground_truth_patches(rows, at_centre=self.truth_at_centre)
             batch += (truth.astype(np.complex64),)
-        return batch if valid is None else batch + (valid,)
+        if valid is not None:
+            batch += (valid,)
+        if isinstance(self.grouped, GroupedScans):
+            batch += (self.grouped.scan_index(rows),)
+        return batch
 
     def _generate(self):
         order = self._rng.permutation(self.indices) if self.shuffle else self.indices
@@ -78,6 +83,8 @@ class GroupedBatches:
             signature.append(tf.TensorSpec((None, n, n, truth_channels), tf.complex64))
         if self.grouped.has_mask:
             signature.append(tf.TensorSpec((None, n, n, channels), tf.bool))
+        if isinstance(self.grouped, GroupedScans):
+            signature.append(tf.TensorSpec((None,), tf.int64))
         ds = tf.data.Dataset.from_generator(self._generate, output_signature=tuple(signature))
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(self)))
         return ds.prefetch(2)

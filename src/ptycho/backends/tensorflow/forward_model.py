@@ -363,8 +363,10 @@ class ProbeIllumination(keras.layers.Layer):
         ri = tf.convert_to_tensor(self.probe_ri)
         return tf.complex(ri[0], ri[1])
 
-    def call(self, patches):
-        field = patches * self.probe()[:, :, None]
+    def call(self, patches, probe=None):
+        """``probe`` (B, N, N, 1) complex64: one per sample (each sample's training scan)
+        instead of this layer's own probe."""
+        field = patches * (self.probe()[:, :, None] if probe is None else probe)
         if self.smoothing_sigma > 0:
             field = smooth_field(field, self.smoothing_sigma)
         if self.use_mask:

@@ -90,12 +90,14 @@ class PtychoPINN(keras.Model):
             return patches, patches
         return fm.shift_single_patch(patches, rel_xy), patches
 
-    def forward(self, x_scaled, local_offsets) -> dict:
-        """The full forward pass (see the class docstring)."""
+    def forward(self, x_scaled, local_offsets, probe=None) -> dict:
+        """The full forward pass (see the class docstring); ``probe`` (B, N, N, 1) complex64:
+        each sample's own probe (several training scans), default the model's."""
         rel_xy = fm.offsets_to_rel(local_offsets)
         patches = self.object_patches(x_scaled)
         members, centre = self.place(patches, rel_xy)
-        amplitude = fm.far_field_amplitude(self.illumination(members)) * self.scaler.scale()
+        amplitude = fm.far_field_amplitude(self.illumination(members, probe=probe)) \
+            * self.scaler.scale()
         return {"patches": patches, "object_centre": centre, "member_patches": members,
                 "amplitude": amplitude}
 

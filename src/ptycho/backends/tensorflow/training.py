@@ -46,7 +46,7 @@ from ptycho.config.config import (
     ModelConfig,
     TrainingConfig,
 )
-from ptycho.data.grouping import GroupedData
+from ptycho.data.grouping import GroupedData, GroupedScans
 from ptycho.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -120,17 +120,32 @@ class PINNTrainer(keras.Model):
     """Trains a :class:`PtychoPINN` by Poisson NLL (PINN) or patch MAE (supervised).
 
     Batches are ``(x, offsets)``, ``(x, offsets, truth)``, and with a detector mask either of
-    these followed by ``valid`` (see ``data.GroupedBatches``); ``truth`` is the complex and
-    ``valid`` the bool element after ``offsets``.
+    these followed by ``valid``, and for several scans by ``scan`` (see
+    ``data.GroupedBatches``); ``truth`` is the complex, ``valid`` the bool and ``scan`` the
+    integer element after ``offsets``.
     ``intensity_scale`` is the dataset's s: the network input is ``s * X`` and the measured
     counts are ``(s * X)**2``; the model's own (possibly trainable) scale starts at s.
+
+    Several training scans (batches ending with the int64 ``scan`` of each sample, from a
+    ``GroupedScans``): ``intensity_scale`` holds their K scales ``s_k`` and ``scan_probes``
+    (K, N, N) complex their normalised probes; as the torch ``PINNLightning``, the network
+    input is ``s_1 * X``, a sample of scan k is illuminated by ``P_k`` and its predicted and
+    measured amplitudes are multiplied by ``s_k / s_1``.
     """
 
-    def __init__(self, pinn: PtychoPINN, config: TrainingConfig, intensity_scale: float):
+    def __init__(self, pinn: PtychoPINN, config: TrainingConfig,
+                 intensity_scale: float | np.ndarray, scan_probes: np.ndarray | None = None):
         super().__init__(name="pinn_trainer")
         self.pinn = pinn
         self.train_config = config
-        self.data_scale = float(intensity_scale)
+        self.scan_probes = None
+        if scan_probes is None:
+            self.data_scale = float(intensity_scale)
+        else:
+            scales = np.asarray(intensity_scale, np.float64)
+            self.data_scale = float(scales[0])
+            self.scale_ratio = tf.constant(scales / scales[0], tf.float32)
+            self.scan_probes = tf.constant(np.asarray(scan_probes, np.complex64))
         n = pinn.model_config.N
         region = physics.centre_mask(n) if pinn.model_config.pad_object else np.ones((n, n))
         self.truth_region = tf.constant(region, tf.float32)
@@ -151,12 +166,17 @@ class PINNTrainer(keras.Model):
         offsets = data[1]
         truth = next((t for t in data[2:] if tf.as_dtype(t.dtype).is_complex), None)
         valid = next((t for t in data[2:] if tf.as_dtype(t.dtype) == tf.bool), None)
+        scan = next((t for t in data[2:] if tf.as_dtype(t.dtype).is_integer), None)
         cfg = self.train_config
         if self.supervised:
             patches = self.pinn.object_patches(x_scaled)
             return amplitude_phase_mae(patches, truth, self.truth_region)
-        out = self.pinn.forward(x_scaled, offsets)
+        probe = None if scan is None else tf.gather(self.scan_probes, scan)[:, :, :, None]
+        out = self.pinn.forward(x_scaled, offsets, probe=probe)
         amplitude = out["amplitude"]
+        if scan is not None:  # compare in each sample's own scan units: both times s_k / s_1
+            ratio = tf.gather(self.scale_ratio, scan)[:, None, None, None]
+            amplitude, x_scaled = amplitude * ratio, x_scaled * ratio
         loss = tf.zeros((), tf.float32)
         if cfg.nll_weight:
             loss += cfg.nll_weight * fm.poisson_nll(tf.square(amplitude), tf.square(x_scaled),
@@ -510,9 +530,10 @@ def _warn_unsupported(execution: ExecutionConfig) -> None:
                     execution.logger)
 
 
-def train_model(train: GroupedData, validation: GroupedData | None, probe: np.ndarray,
-                intensity_scale: float, config: TrainingConfig, execution: ExecutionConfig,
-                output_dir: Path, *, resume=None) -> TFTrainedModel:
+def train_model(train: GroupedData | GroupedScans, validation: GroupedData | None,
+                probe: np.ndarray, intensity_scale: float | np.ndarray, config: TrainingConfig,
+                execution: ExecutionConfig, output_dir: Path, *, resume=None
+                ) -> TFTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
 
     ``resume`` (a ``ptycho.runcontrol.Checkpoint``) continues an interrupted run up to
@@ -522,13 +543,14 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
 
     Parameters
     ----------
-    train : GroupedData
+    train : GroupedData or GroupedScans
         Training groups; ``config.validation_fraction`` of them are held out (seeded) when
-        ``validation`` is None.
+        ``validation`` is None. A ``GroupedScans`` (several scans) takes one probe and one s
+        per scan, and the model is built with the first scan's (see :class:`PINNTrainer`).
     validation : GroupedData or None
-    probe : ndarray, shape (N, N), complex
+    probe : ndarray, shape (N, N), or (K, N, N) for K scans, complex
         The normalised probe (``physics.normalize_probe``).
-    intensity_scale : float
+    intensity_scale : float, or ndarray (K,) for K scans
         The dataset's s = sqrt(nphotons) / (N/2); also the initial trainable scale.
     config : TrainingConfig
     execution : ExecutionConfig
@@ -556,9 +578,11 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
     model_cfg = config.model
     supervised = model_cfg.model_type == "supervised"
     needs_truth = supervised or config.realspace_mae_weight > 0
-    if needs_truth and train.scan.object_guess is None:
-        raise InputError("missing ground truth", f"{train.scan.source}:objectGuess",
+    lacking = [scan.source for scan in train.scans if scan.object_guess is None]
+    if needs_truth and lacking:
+        raise InputError("missing ground truth", f"{lacking[0]}:objectGuess",
                          "an objectGuess for supervised training or realspace_mae_weight > 0")
+    library = isinstance(train, GroupedScans)
     truth_at_centre = supervised and not (model_cfg.object_big and model_cfg.gridsize > 1)
     train_set, val_set = make_datasets(train, validation, config.batch_size,
                                        config.validation_fraction, config.seed,
@@ -567,7 +591,8 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
         val_set = None
     monitor = "val_loss" if val_set is not None else "train_loss"
     with _device_scope(execution):
-        pinn = PtychoPINN(model_cfg, probe, intensity_scale,
+        pinn = PtychoPINN(model_cfg, probe[0] if library else probe,
+                          float(intensity_scale[0]) if library else intensity_scale,
                           probe_trainable=config.probe_trainable and not supervised,
                           intensity_scale_trainable=(config.intensity_scale_trainable
                                                      and not supervised))
@@ -575,7 +600,7 @@ def train_model(train: GroupedData, validation: GroupedData | None, probe: np.nd
             from ptycho.backends.weight_transfer import load_initial_weights
 
             load_initial_weights(pinn, config.init_weights)
-        trainer = PINNTrainer(pinn, config, intensity_scale)
+        trainer = PINNTrainer(pinn, config, intensity_scale, probe if library else None)
         optimizer = make_optimizer(config, len(train_set))
         trainer.compile(optimizer=optimizer, jit_compile=False)
         optimizer.build(pinn.trainable_variables)
