@@ -1,5 +1,5 @@
 """train/infer command lines: flag parsing, YAML precedence, and clean errors (no training but
-one tiny epoch with ``--architecture unet`` and ``resnet``)."""
+one tiny epoch with ``--architecture unet``, ``resnet`` and ``ffno``)."""
 
 import subprocess
 import sys
@@ -104,11 +104,12 @@ def test_help_is_fast_and_loads_no_backend():
 
 @pytest.mark.parametrize("architecture, backend", [("unet", "pytorch"), ("unet", "tensorflow"),
                                                    ("resnet", "pytorch"),
-                                                   ("resnet", "tensorflow")])
+                                                   ("resnet", "tensorflow"),
+                                                   ("ffno", "pytorch"), ("ffno", "tensorflow")])
 def test_train_one_epoch_with_the_unet_architecture(tmp_path, capsys, small_scan, backend,
                                                     architecture):
-    """``--architecture unet`` (or ``resnet``) trains (one tiny epoch), the archive records it,
-    ``inspect`` shows it and the archive predicts."""
+    """``--architecture unet`` (or ``resnet``, ``ffno``) trains (one tiny epoch), the archive
+    records it, ``inspect`` shows it, the archive predicts and ``infer`` reconstructs."""
     pytest.importorskip("torch" if backend == "pytorch" else "tensorflow")
     from ptycho.archive import load_trained_model, read_archive
     from ptycho.data.grouping import GroupedData
@@ -132,3 +133,8 @@ def test_train_one_epoch_with_the_unet_architecture(tmp_path, capsys, small_scan
     pred = model.predict([grouped.X(slice(0, 4)) * np.float32(model.intensity_scale),
                           grouped.coords(slice(0, 4))["relative"]])
     assert pred.shape == (4, 64, 64, 1) and np.isfinite(pred).all()
+    recon = tmp_path / "recon"
+    assert main(["infer", "--model_path", str(out), "--test_data", str(scan), "--output_dir",
+                 str(recon), "--quiet"]) == 0
+    with np.load(recon / "reconstruction.npz") as outputs:
+        assert np.isfinite(outputs["object"]).all()

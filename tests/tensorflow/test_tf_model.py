@@ -34,10 +34,13 @@ def _model(**kwargs) -> PtychoPINN:
     ({"architecture": "resnet"}, 2_331_772),
     ({"architecture": "resnet", "gridsize": 2}, 2_340_208),
     ({"architecture": "resnet", "N": 128}, 4_661_212),
+    ({"architecture": "ffno"}, 1_123_716),
+    ({"architecture": "ffno", "gridsize": 2}, 1_124_688),
+    ({"architecture": "ffno", "N": 128}, 2_172_292),
 ])
 def test_parameter_count_matches_reference(kwargs, expected):
-    """The torch counts (tests/torch): cnn 2,331,772, unet 2,777,596 and resnet 2,331,772
-    (the cnn's parameters) at N=64, s=2, gs=1."""
+    """The torch counts (tests/torch): cnn 2,331,772, unet 2,777,596, resnet 2,331,772
+    (the cnn's parameters) and ffno 1,123,716 at N=64, s=2, gs=1."""
     model = _model(**kwargs)
     assert model.count_generator_params() == expected
     n = model.model_config.N
@@ -76,6 +79,14 @@ def test_layer_names_map_one_to_one_on_torch_keys():
     resnet = torch_state_dict_mapping(_model(gridsize=2, architecture="resnet"))
     assert ({k: tuple(v.shape) for k, (v, _) in resnet.items()}
             == {k: tuple(v.shape) for k, (v, _) in mapping.items()})     # the cnn's weights
+    ffno_model = _model(gridsize=2, architecture="ffno")
+    ffno = torch_state_dict_mapping(ffno_model)
+    assert len({id(v) for v, _ in ffno.values()}) == len(ffno_model.weights) == len(ffno)
+    assert ffno["generator.lift.weight"][1] == "conv_kernel"
+    assert tuple(ffno["generator.lift.weight"][0].shape) == (1, 1, 4 + 2, 64)
+    assert ffno["generator.layers.3.fourier_y.weight_real"][1] == "same"
+    assert tuple(ffno["generator.layers.3.fourier_y.weight_real"][0].shape) == (64, 64, 16)
+    assert "generator.phase.border_head.bias" in ffno
 
 
 def _copy_torch_weights(torch_model, keras_model):
@@ -96,6 +107,8 @@ def _copy_torch_weights(torch_model, keras_model):
     {"architecture": "unet", "pad_object": False},
     {"architecture": "resnet", "gridsize": 2},
     {"architecture": "resnet", "pad_object": False},
+    {"architecture": "ffno", "gridsize": 2},
+    {"architecture": "ffno", "pad_object": False, "amp_activation": "softplus"},
 ])
 def test_forward_equals_torch_with_transferred_weights(rng, kwargs):
     """Same architecture and physics: copying the torch weights gives the same outputs."""
@@ -135,7 +148,7 @@ def test_predict_shape_and_wrong_gridsize_is_rejected(small_scan):
         model.predict([grouped2.X() * 10.0, grouped2.coords()["relative"]])
 
 
-@pytest.mark.parametrize("architecture", ["cnn", "unet", "resnet"])
+@pytest.mark.parametrize("architecture", ["cnn", "unet", "resnet", "ffno"])
 def test_payload_round_trip_restores_every_weight(small_scan, architecture):
     cfg = ModelConfig(N=64, gridsize=2, architecture=architecture)
     probe = physics.normalize_probe(small_scan.probe).astype(np.complex64)
@@ -181,7 +194,7 @@ def test_split_indices_is_seeded_and_disjoint():
 
 
 @pytest.mark.parametrize("gridsize, architecture",
-                         [(1, "cnn"), (2, "cnn"), (2, "unet"), (2, "resnet")])
+                         [(1, "cnn"), (2, "cnn"), (2, "unet"), (2, "resnet"), (1, "ffno")])
 def test_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize, architecture):
     from ptycho_testing import check_central_only_predict
 

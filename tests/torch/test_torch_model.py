@@ -26,11 +26,17 @@ QUIET = ExecutionConfig(progress_bar=False, logger="none", accelerator="cpu")
     ({"architecture": "resnet"}, 2_331_772),
     ({"architecture": "resnet", "gridsize": 2}, 2_340_208),
     ({"architecture": "resnet", "gridsize": 2, "object_big": False}, 2_333_500),
+    ({"architecture": "ffno"}, 1_123_716),
+    ({"architecture": "ffno", "gridsize": 2}, 1_124_688),
+    ({"architecture": "ffno", "gridsize": 2, "object_big": False}, 1_123_908),
+    ({"architecture": "ffno", "pad_object": False}, 1_123_586),
 ])
 def test_parameter_count_matches_reference(kwargs, expected):
     """cnn: 2,331,772 at N=64, s=2, gs=1 (TensorFlow reference); unet: 2,777,596 (the skips
     add 445,824 input-channel weights; same in the Keras model, tests/tensorflow); resnet:
-    2,331,772, the cnn's parameters exactly (the residual sums add none)."""
+    2,331,772, the cnn's parameters exactly (the residual sums add none); ffno: 1,123,716
+    (width 64, 16 modes: 4 x 262,144 spectral weights, 4 x 16,576 feed-forward, lift, two
+    projections and heads)."""
     model = PtychoPINN(ModelConfig(N=64, **kwargs), physics.default_probe(64), 10.0,
                        intensity_scale_trainable=False)
     generator_params = sum(p.numel() for p in model.generator.parameters())
@@ -202,8 +208,9 @@ def test_generator_equals_its_upsample_then_conv_form(monkeypatch, pad_object, a
 
 @pytest.mark.parametrize("architecture, N, gridsize",
                          [("unet", 64, 1), ("unet", 64, 2), ("unet", 128, 1),
-                          ("resnet", 64, 1), ("resnet", 64, 2), ("resnet", 128, 1)])
-def test_unet_and_resnet_forward_shapes(architecture, N, gridsize):
+                          ("resnet", 64, 1), ("resnet", 64, 2), ("resnet", 128, 1),
+                          ("ffno", 64, 1), ("ffno", 64, 2), ("ffno", 128, 1)])
+def test_unet_resnet_and_ffno_forward_shapes(architecture, N, gridsize):
     channels = gridsize ** 2
     model = PtychoPINN(ModelConfig(N=N, gridsize=gridsize, n_filters_scale=1,
                                    architecture=architecture), physics.default_probe(N), 10.0)
@@ -291,7 +298,79 @@ def test_resnet_wiring_matches_its_description(pad_object):
         assert not np.allclose(cnn(x)[0].numpy(), got[0].numpy(), atol=1e-3)
 
 
-@pytest.mark.parametrize("gridsize, architecture", [(1, "unet"), (2, "unet"), (2, "resnet")])
+@pytest.mark.parametrize("pad_object, probe_big", [(True, True), (True, False), (False, True)])
+def test_ffno_wiring_matches_its_description(pad_object, probe_big):
+    """ffno (backends.architecture.ffno_sizes) written out with torch.fft: lift of
+    [log1p(x), row, col], per layer ``h + ff2(gelu(ff1(irfft(W * rfft(h)) along y + along x)))``
+    with the lowest N/4 frequencies, then per branch gelu(project) and the 1x1 heads with the
+    cnn's pad_object / probe_big rule."""
+    from torch.nn import functional as F
+
+    from ptycho.backends.architecture import position_grid
+
+    torch.manual_seed(4)
+    cfg = ModelConfig(N=64, gridsize=2, n_filters_scale=1, pad_object=pad_object,
+                      probe_big=probe_big, architecture="ffno")
+    generator = PtychoPINN(cfg, physics.default_probe(64), 1.0).generator
+    x = 3.0 * torch.rand(2, 4, 64, 64)
+
+    def pointwise(layer, t):
+        return F.linear(t, layer.weight[:, :, 0, 0], layer.bias)
+
+    def spectral(axis, t, dim):
+        weight = torch.complex(axis.weight_real, axis.weight_imag)     # (C, O, modes)
+        modes = weight.shape[-1]
+        spectrum = torch.fft.rfft(t, dim=dim).narrow(dim, 0, modes)
+        mixed = torch.einsum("...c,co...->...o", spectrum.movedim(dim, -2), weight)
+        return torch.fft.irfft(mixed.movedim(-2, dim), n=64, dim=dim)
+
+    grid = torch.tensor(position_grid(64))
+    rows, cols = torch.meshgrid(grid, grid, indexing="ij")
+    positions = torch.stack([rows, cols], -1).expand(2, -1, -1, -1)
+    with torch.no_grad():
+        got = generator(x.contiguous(memory_format=torch.channels_last))
+        h = pointwise(generator.lift, torch.cat([torch.log1p(x.permute(0, 2, 3, 1)),
+                                                 positions], -1))
+        assert len(generator.layers) == 4 and generator.layers[0].fourier_x.weight_real.shape \
+            == (32, 32, 16)
+        for layer in generator.layers:
+            s = spectral(layer.fourier_y, h, 1) + spectral(layer.fourier_x, h, 2)
+            h = h + pointwise(layer.ff2, F.gelu(pointwise(layer.ff1, s)))
+        for branch, output in zip((generator.amplitude, generator.phase), got):
+            features = F.gelu(pointwise(branch.project, h))
+            full = branch._head_activation(pointwise(branch.head, features))
+            if pad_object:
+                box = torch.zeros(64, 64, 1)
+                box[16:48, 16:48] = 1.0
+                expected = full * box
+                if probe_big:
+                    expected = expected + F.silu(pointwise(branch.border_head, features)) * (1 - box)
+            else:
+                expected = full
+            assert output.shape == (2, 4, 64, 64)
+            np.testing.assert_allclose(output.numpy(), expected.permute(0, 3, 1, 2).numpy(),
+                                       rtol=0, atol=2e-5)
+
+
+def test_ffno_output_pixels_see_the_whole_pattern():
+    """The point of ffno: one output pixel depends on every input pixel (two factorised layers
+    already span the plane), where the cnn's output at (20, 20) ignores the input beyond pixel
+    53 in each direction (its encoder is local)."""
+    torch.manual_seed(5)
+    seen = {}
+    for architecture in ("ffno", "cnn"):
+        generator = PtychoPINN(ModelConfig(N=64, n_filters_scale=1, architecture=architecture),
+                               physics.default_probe(64), 1.0).generator
+        x = torch.rand(1, 1, 64, 64, requires_grad=True)
+        amplitude, phase = generator(x)
+        (amplitude[0, 0, 20, 20] + phase[0, 0, 20, 20]).backward()
+        seen[architecture] = int((x.grad != 0).sum())
+    assert seen["ffno"] == 64 * 64
+    assert seen["cnn"] <= 54 * 54
+
+
+@pytest.mark.parametrize("gridsize, architecture", [(1, "unet"), (2, "unet"), (2, "resnet"),
+                                                    (1, "ffno")])
 def test_unet_central_only_predict_is_exact_in_the_central_box(small_scan, gridsize,
                                                                architecture):
     from ptycho.backends.pytorch.trained_model import TorchTrainedModel
@@ -318,7 +397,7 @@ def _rewrite_manifest(folder, change) -> None:
             archive.writestr(name, data)
 
 
-@pytest.mark.parametrize("architecture", ["unet", "resnet", "cnn"])
+@pytest.mark.parametrize("architecture", ["unet", "resnet", "ffno", "cnn"])
 def test_archive_round_trip_keeps_the_architecture(small_scan, tmp_path, architecture):
     """The manifest records the architecture; a cnn archive without the field (written before
     it existed) loads as cnn and predicts identically."""
