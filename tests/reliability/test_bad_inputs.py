@@ -179,6 +179,61 @@ def _truncated_init(folder):
     return path
 
 
+def _cxi(changes: dict | None = None, *extra: str, command=None):
+    """A case reading ``bad.cxi`` (the valid scan as CXI, ``changes`` {CXI path: value or None
+    to delete} applied) with ``extra`` flags; ``command(folder, path, *extra)`` builds the
+    argument list (default: train)."""
+    def build(folder):
+        import h5py
+
+        from ptycho.data.cxi import object_pixel_size_m, wavelength_m, write_scan_cxi
+
+        arrays = _valid_arrays()
+        counts = np.rint(np.square(arrays["diff3d"], dtype=np.float64)).astype(np.uint32)
+        dx = object_pixel_size_m(wavelength_m(1.28e-15), 2.0, 64, 75e-6)
+        path = write_scan_cxi(folder / "bad.cxi", counts,
+                              -np.column_stack([arrays["xcoords"], arrays["ycoords"]]) * dx,
+                              energy_J=1.28e-15, distance_m=2.0, pixel_size_m=75e-6,
+                              probe=arrays["probeGuess"])
+        with h5py.File(path, "r+") as handle:
+            for key, value in (changes or {}).items():
+                if key in handle:
+                    del handle[key]
+                if value is not None:
+                    handle[key] = value
+        return (command or _train)(folder, path, *extra)
+    return build
+
+
+def _file(name: str, value):
+    """Write ``value`` as ``name`` (.npy) in the case folder; return its path."""
+    def make(folder):
+        np.save(folder / name, value)
+        return str(folder / name)
+    return make
+
+
+def _reading(*flags, command=None):
+    """A case with reading ``flags`` (callables take the folder and give the value)."""
+    def build(folder):
+        values = [flag(folder) if callable(flag) else flag for flag in flags]
+        return (command or _train)(folder, _npz(folder), *values)
+    return build
+
+
+def _infer_scan(folder, scan, *extra):
+    return ["infer", "--model_path", str(folder / "nowhere"), "--test_data", str(scan),
+            "--output_dir", str(folder / "out"), "--quiet", *extra]
+
+
+def _inspect(folder, scan, *extra):
+    return ["inspect", str(scan), *extra]
+
+
+def _refine_scan(folder, scan, *extra):
+    return _refine(folder, *extra, scan=scan)
+
+
 def _resume_nothing(folder):
     (folder / "previous").mkdir()
     return ["train", "--resume", str(folder / "previous"), "--quiet"]
@@ -312,7 +367,83 @@ CASES = {
     "infer: adapt learning rate 0": (
         lambda f: _infer(str(f / "nowhere"), f, "--adapt-epochs", "2", "--adapt-learning-rate",
                          "0"), "invalid value", "--adapt-learning-rate"),
+    # --- reading options (every format; train, infer, inspect, evaluate, refine)
+    "--crop 1": (_reading("--crop", "1"), "invalid value", "--crop"),
+    "--crop larger than the frames": (_reading("--crop", "80"), "invalid value", "--crop"),
+    "--bin 0": (_reading("--bin", "0", command=_infer_scan), "invalid value", "--bin"),
+    "--bin not dividing the window": (_reading("--bin", "3"), "invalid value", "--bin"),
+    "--detector-centre not ROW,COL": (_reading("--detector-centre", "12", command=_inspect),
+                                      "invalid value", "--detector-centre"),
+    "crop window outside the frames": (_reading("--crop", "32", "--detector-centre", "3,3"),
+                                       "crop window outside the frames", "--detector-centre"),
+    "--saturation 0": (_reading("--saturation", "0", command=_refine_scan), "invalid value",
+                       "--saturation"),
+    "--mask not found": (_reading("--mask", lambda f: str(f / "absent_mask.npy")),
+                         "file not found", "absent_mask.npy"),
+    "--mask of another shape": (_reading("--mask", _file("mask.npy", np.zeros((50, 50), bool))),
+                                "wrong shape", "mask.npy"),
+    "--mask not 2-D": (_reading("--mask", _file("mask.npy", np.zeros(64, bool))), "wrong shape",
+                       "mask.npy"),
+    "--probe not found": (_reading("--probe", lambda f: str(f / "absent_probe.npy"),
+                                   command=_infer_scan), "file not found", "absent_probe.npy"),
+    "--probe of another size": (_reading("--probe", _file("probe.npy", np.ones((32, 32),
+                                                                                np.complex64))),
+                                "size mismatch", "probe.npy"),
+    "--translation-axes x,x": (_cxi(None, "--translation-axes", "x,x"), "invalid value",
+                               "--translation-axes"),
+    # --- CXI files
+    "CXI: no frames": (_cxi({"entry_1/data_1/data": None,
+                             "entry_1/instrument_1/detector_1/data": None}),
+                       "missing dataset", "bad.cxi:entry_1/data_1/data"),
+    "CXI: 2-D frames": (_cxi({"entry_1/data_1/data": np.ones((64, 64), np.uint32)}),
+                        "wrong shape", "bad.cxi:entry_1/data_1/data"),
+    "CXI: complex frames": (_cxi({"entry_1/data_1/data": np.ones((N, 64, 64), np.complex64)}),
+                            "complex diffraction", "bad.cxi:entry_1/data_1/data"),
+    "CXI: non-square frames": (_cxi({"entry_1/data_1/data": np.ones((N, 64, 70), np.uint32)}),
+                               "non-square patterns", "bad.cxi:entry_1/data_1/data"),
+    "CXI: negative counts": (_cxi({"entry_1/data_1/data": -np.ones((N, 64, 64), np.int32)}),
+                             "negative values", "bad.cxi:entry_1/data_1/data"),
+    "CXI: no translation": (_cxi({"entry_1/sample_1/geometry_1/translation": None}),
+                            "missing dataset", "bad.cxi:entry_1/sample_1/geometry_1/translation"),
+    "CXI: translation per frame": (_cxi({"entry_1/sample_1/geometry_1/translation":
+                                         np.zeros((N - 1, 3))}),
+                                   "length mismatch", "bad.cxi:entry_1/sample_1/geometry_1"),
+    "CXI: translation (M, 1)": (_cxi({"entry_1/sample_1/geometry_1/translation": np.zeros((N, 1))}),
+                                "wrong shape", "bad.cxi:entry_1/sample_1/geometry_1/translation"),
+    "CXI: NaN translation": (_cxi({"entry_1/sample_1/geometry_1/translation":
+                                   np.full((N, 3), np.nan)}),
+                             "non-finite values", "bad.cxi:entry_1/sample_1/geometry_1"),
+    "CXI: repeated translation": (_cxi({"entry_1/sample_1/geometry_1/translation":
+                                        np.zeros((N, 3))}),
+                                  "duplicate scan positions", "bad.cxi:entry_1/sample_1"),
+    "CXI: no distance": (_cxi({"entry_1/instrument_1/detector_1/distance": None}),
+                         "missing dataset", "bad.cxi:entry_1/instrument_1/detector_1/distance"),
+    "CXI: distance 0": (_cxi({"entry_1/instrument_1/detector_1/distance": 0.0}),
+                        "invalid value", "bad.cxi:entry_1/instrument_1/detector_1/distance"),
+    "CXI: pixel size in micrometres": (_cxi({"entry_1/instrument_1/detector_1/x_pixel_size": 75.0}),
+                                       "invalid value", "detector_1/x_pixel_size"),
+    "CXI: no y pixel size": (_cxi({"entry_1/instrument_1/detector_1/y_pixel_size": None}),
+                             "missing dataset", "detector_1/y_pixel_size"),
+    "CXI: energy in eV": (_cxi({"entry_1/instrument_1/source_1/energy": 8000.0}),
+                          "invalid value", "bad.cxi:entry_1/instrument_1/source_1/energy"),
+    "CXI: energy not a number": (_cxi({"entry_1/instrument_1/source_1/energy": "8 keV"}),
+                                 "wrong dtype", "bad.cxi:entry_1/instrument_1/source_1/energy"),
+    "CXI: mask of another shape": (_cxi({"entry_1/instrument_1/detector_1/mask":
+                                         np.zeros((3, 3), np.uint8)}),
+                                   "wrong shape", "bad.cxi:entry_1/instrument_1/detector_1/mask"),
+    "CXI: no probe": (_cxi({"entry_1/instrument_1/source_1/probe": None}, command=_inspect),
+                      "missing dataset", "bad.cxi:entry_1/instrument_1/source_1/probe"),
+    "CXI: probe of another size": (_cxi({"entry_1/instrument_1/source_1/probe":
+                                         np.ones((2, 32, 32), np.complex64)}),
+                                   "size mismatch", "bad.cxi:entry_1/instrument_1/source_1/probe"),
+    "CXI: not HDF5": (lambda f: _train(f, _write_text(f / "bad.cxi", "not an HDF5 file")),
+                      "unreadable HDF5", "bad.cxi"),
 }
+
+
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 

@@ -11,6 +11,7 @@ from ptycho.cli.config_flags import (
     execution_flag_names,
     training_flag_names,
 )
+from ptycho.cli.reading import add_reading_options, read_options
 from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
 
 
@@ -28,6 +29,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_dataclass_flags(parser, TrainingConfig, ModelConfig)
     group = parser.add_argument_group("execution")
     add_dataclass_flags(group, ExecutionConfig)
+    add_reading_options(parser)
     return parser
 
 
@@ -64,6 +66,7 @@ def resume_configs_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from ptycho.config.config import training_files
     from ptycho.data.io import read_scan
     from ptycho.workflows import inference, training
 
@@ -74,10 +77,13 @@ def run(args: argparse.Namespace) -> int:
         config, execution = configs_from_args(args)
     output_dir = Path(config.output_dir)
     ensure_output_dir(output_dir, "--output_dir")
+    reading = read_options(args)  # applied to the training and the test scans
+    train_scans = [read_scan(path, config.measurement, options=reading)
+                   for path in training_files(config)]
     test_scan = None
     if config.test_data_file is not None:
-        test_scan = read_scan(config.test_data_file, config.measurement)
-    result = training.train(config, execution, resume=checkpoint)
+        test_scan = read_scan(config.test_data_file, config.measurement, options=reading)
+    result = training.train(config, execution, resume=checkpoint, train_scan=train_scans or None)
     if not result.is_global_zero:  # a non-zero DDP rank: rank 0 writes and reports
         return 0
     print(f"model written to {result.archive_path}")
