@@ -349,7 +349,7 @@ def main(argv=None) -> int:
     parser.add_argument("--backends", nargs="+", default=["pytorch"],
                         choices=["pytorch", "tensorflow"])
     parser.add_argument("--architectures", nargs="+", default=["cnn", "unet"],
-                        choices=["cnn", "unet", "resnet"])
+                        choices=["cnn", "unet", "resnet", "ffno"])
     parser.add_argument("--epochs", type=int, nargs="+", default=[10],
                         help="training epochs of the network rows")
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[42, 1, 2])
@@ -359,7 +359,7 @@ def main(argv=None) -> int:
                         help="test-time adaptation epochs on the new scan (network rows; 0: off)")
     parser.add_argument("--target-iterations", type=int, default=20)
     parser.add_argument("--target-architectures", nargs="+", default=["cnn"],
-                        choices=["cnn", "unet", "resnet"])
+                        choices=["cnn", "unet", "resnet", "ffno"])
     parser.add_argument("--target-weights", type=float, nargs="+", default=[0.0],
                         help="realspace_mae_weight of the targets rows (0: the default weight)")
     parser.add_argument("--out", type=Path, default=RESULTS)

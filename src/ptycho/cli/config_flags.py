@@ -14,11 +14,12 @@ from ptycho.config.config import ExecutionConfig, InferenceConfig, ModelConfig, 
 HELP = {
     "N": "pattern size in pixels (64, 128, 256); default: from the data",
     "gridsize": "positions per group along each axis (C = gridsize**2 patches per sample)",
-    "n_filters_scale": "multiplier of the convolution filter ladder",
+    "n_filters_scale": "multiplier of the convolution filter ladder (ffno: width 32 x this)",
     "model_type": "pinn (physics-informed, no ground truth) or supervised (needs objectGuess)",
     "architecture": "generator network: cnn (encoder and two decoders), unet (the cnn with "
-                    "skip connections from each encoder level into both decoders) or resnet "
-                    "(the cnn with a residual block at each level)",
+                    "skip connections from each encoder level into both decoders), resnet "
+                    "(the cnn with a residual block at each level) or ffno (a factorised "
+                    "Fourier neural operator: every output pixel sees the whole pattern)",
     "amp_activation": "amplitude head activation",
     "object_big": "merge each group's patches on one canvas (overlap constraint)",
     "probe_big": "also predict the border outside the central N/2 box",
