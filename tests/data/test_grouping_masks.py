@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ptycho import physics
-from ptycho.data.grouping import GroupedData
+from ptycho.data.grouping import GroupedData, GroupedScans
 from ptycho.errors import InputError
 from ptycho_testing import add_detector_faults, make_test_scan
 
@@ -95,3 +95,14 @@ def test_a_mask_of_every_pixel_is_refused(scans):
     with pytest.raises(InputError, match="no valid pixels"):
         GroupedData.from_scan(dataclasses.replace(clean, bad_pixels=np.ones((64, 64), bool)), 1)
 
+
+def test_several_scans_mask_only_the_scans_that_have_one(scans):
+    clean, faulty = scans
+    library = GroupedScans([GroupedData.from_scan(clean, 1), GroupedData.from_scan(faulty, 1)])
+    assert library.has_mask
+    rows = np.array([0, 30, 1, 26])                    # scans 0, 1, 0, 1
+    x, valid = library.X_and_valid(rows)
+    np.testing.assert_array_equal(x, library.X(rows))
+    assert valid[[0, 2]].all()
+    np.testing.assert_array_equal(valid[[1, 3]], library.parts[1].valid(rows[[1, 3]] - 25))
+    assert not GroupedScans([GroupedData.from_scan(clean, 1)] * 2).has_mask

@@ -378,6 +378,10 @@ CASES = {
                                        "crop window outside the frames", "--detector-centre"),
     "--saturation 0": (_reading("--saturation", "0", command=_refine_scan), "invalid value",
                        "--saturation"),
+    "--saturation below every count": (_reading("--saturation", "0.5"), "no valid pixels",
+                                       "--saturation"),
+    "refine: --saturation below every count": (
+        _reading("--saturation", "0.5", command=_refine_scan), "no valid pixels", "--saturation"),
     "--mask not found": (_reading("--mask", lambda f: str(f / "absent_mask.npy")),
                          "file not found", "absent_mask.npy"),
     "--mask of another shape": (_reading("--mask", _file("mask.npy", np.zeros((50, 50), bool))),

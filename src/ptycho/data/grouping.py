@@ -125,10 +125,12 @@ class GroupedData:
             stats = physics.mask_statistics(scan.diffraction, scan.bad_pixels,
                                             scan.saturation_counts)
             factor = physics.norm_factor_from_power(stats.power, scan.N)
-        except ValueError:
-            raise InputError("no valid pixels", f"{scan.source}:bad_pixels",
-                             "detector pixels that are neither masked nor saturated (check the "
-                             "mask and the saturation level)") from None
+        except ValueError:  # every pixel bad or saturated (or only zero counts left)
+            where = (f"{scan.source}:bad_pixels" if scan.saturation_counts is None
+                     else "--saturation")
+            raise InputError("no valid pixels", where,
+                             "detector pixels that are neither masked nor saturated and hold "
+                             "counts (check the mask and the saturation level)") from None
         return cls(scan=scan, nn_indices=nn, N=scan.N, norm_factor=factor, fill=stats.fill)
 
     def __len__(self) -> int:

@@ -161,8 +161,10 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
         mean_counts = physics.mean_photons_per_pattern(scan.diffraction, scan.bad_pixels,
                                                        scan.saturation_counts)
     except ValueError:  # every pixel bad or saturated
-        raise InputError("no valid pixels", f"{scan.source}:saturation",
-                         "detector pixels below the saturation level") from None
+        mean_counts = 0.0
+    if not mean_counts > 0:  # nothing left but zero counts
+        raise InputError("no valid pixels", "--saturation",
+                         "detector pixels below the saturation level that hold counts")
     state.probe *= float(np.sqrt(mean_counts / solver.mean_predicted_counts(
         state, valid, scan.diffraction, scan.saturation_counts)))
 
