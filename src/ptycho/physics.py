@@ -8,6 +8,8 @@ Conventions (design section 2)
   bilinearly with zeros outside the object.
 - Exit wave ``psi = P * patch``; far-field amplitude ``A = |fftshift(fft2(psi))| / N``
   (orthonormal: Parseval holds, DC at ``(N/2, N/2)``); expected counts ``I = A**2``.
+- A mixed-state probe is M incoherent modes (M, N, N): ``I = sum_k |F(P_k * patch)|**2``
+  (:func:`mixed_state_intensity`); a single-mode probe stays (N, N).
 
 Everything is computed in float64 / complex128.
 
@@ -198,17 +200,24 @@ def probe_mask(N: int) -> np.ndarray:
 def normalize_probe(probe: np.ndarray, probe_scale: float = 4.0) -> np.ndarray:
     """Return ``P / (probe_scale * mean_{N x N} |M * P|)`` with M = :func:`probe_mask`.
 
+    A mixed-state probe (M, N, N) is normalised by its total power: ``|P|`` is then
+    ``sqrt(sum_k |P_k|**2)`` (:func:`total_probe_amplitude`) and every mode is divided by the
+    same factor, so the relative mode powers are kept.
+
     Parameters
     ----------
-    probe : ndarray, shape (N, N), complex
+    probe : ndarray, shape (N, N) or (M, N, N), complex
     probe_scale : float, > 0
 
     Returns
     -------
-    ndarray, shape (N, N), complex128
+    ndarray, shape of ``probe``, complex128
     """
     probe = np.asarray(probe, np.complex128)
-    norm = probe_scale * np.mean(np.abs(probe_mask(probe.shape[-1]) * probe))
+    if probe.ndim == 3:
+        norm = probe_scale * np.mean(probe_mask(probe.shape[-1]) * total_probe_amplitude(probe))
+    else:
+        norm = probe_scale * np.mean(np.abs(probe_mask(probe.shape[-1]) * probe))
     if not norm > 0:
         raise ValueError("probe is zero inside the central disk; cannot normalise it")
     return probe / norm
@@ -272,6 +281,193 @@ def illuminate(patches: np.ndarray, probe: np.ndarray, mask: bool = False,
     if mask:
         field = field * probe_mask(field.shape[-1])
     return field
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixed-state probe (design section 4b)
+# ---------------------------------------------------------------------------------------------
+#
+# A partially coherent beam is M mutually incoherent modes P_k (M, N, N); each illuminates the
+# same object and the detector adds their intensities, ``I = sum_k |F(P_k * O)|**2``
+# (:func:`mixed_state_intensity`). Only the probe's density matrix ``sum_k P_k P_k^*`` enters
+# ``I``: any unitary mixing of the modes predicts the same counts, so the modes are kept in a
+# canonical form, orthogonal and ordered by decreasing power (:func:`orthogonalize_modes`). A
+# single-mode probe stays (N, N) everywhere and computes exactly what it did before modes.
+
+#: Power of each mode added by :func:`initial_probe_modes`, as a fraction of the total power of
+#: the modes given (before orthogonalisation and normalisation).
+EXTRA_MODE_POWER = 0.05
+
+#: Modes with less than this fraction of the total power are "no mode at all": a stack whose
+#: kept modes fall below it is linearly dependent (:func:`initial_probe_modes`).
+MODE_POWER_FLOOR = 1e-9
+
+
+def probe_shape(N: int, modes: int = 1) -> tuple[int, ...]:
+    """The shape of a probe of ``modes`` modes: (N, N) for one, (M, N, N) for M > 1."""
+    return (N, N) if modes == 1 else (modes, N, N)
+
+
+def total_probe_amplitude(probe: np.ndarray) -> np.ndarray:
+    """``sqrt(sum_k |P_k|**2)``: the amplitude of the summed mode intensity.
+
+    Parameters
+    ----------
+    probe : ndarray, shape (N, N) or (M, N, N), complex
+
+    Returns
+    -------
+    ndarray, shape (N, N), float64 (``|P|`` for an (N, N) probe)
+    """
+    probe = np.asarray(probe, np.complex128)
+    if probe.ndim == 2:
+        return np.abs(probe)
+    return np.sqrt(np.sum(probe.real ** 2 + probe.imag ** 2, axis=0))
+
+
+def mode_powers(probe: np.ndarray) -> np.ndarray:
+    """Power ``sum_xy |P_k|**2`` of each mode, shape (M,) float64 ((1,) for an (N, N) probe)."""
+    probe = np.asarray(probe, np.complex128)
+    stack = probe[None] if probe.ndim == 2 else probe
+    return np.sum(stack.real ** 2 + stack.imag ** 2, axis=(-2, -1))
+
+
+def orthogonalize_modes(modes: np.ndarray) -> np.ndarray:
+    """The modes made orthogonal and ordered by decreasing power, same density matrix.
+
+    With the stack as a matrix ``A`` (M, N*N) and its SVD ``A = U S V^H``, the new modes are
+    the rows of ``U^H A = S V^H``: orthogonal, of powers ``S**2`` in decreasing order, and
+    ``sum_k P_k P_k^*`` (hence every predicted intensity, and the total power) unchanged. Each
+    new mode's free global phase is fixed so that its weight on the input mode it draws most
+    from is real and positive: already orthogonal modes ordered by power come back as they
+    were (to rounding).
+
+    Parameters
+    ----------
+    modes : ndarray, shape (M, N, N), complex
+
+    Returns
+    -------
+    ndarray, shape (M, N, N), complex128
+    """
+    modes = np.asarray(modes, np.complex128)
+    count = modes.shape[0]
+    u, s, vh = np.linalg.svd(modes.reshape(count, -1), full_matrices=False)
+    weights = np.conj(u[np.argmax(np.abs(u), axis=0), np.arange(count)])
+    phase = np.abs(weights) / weights
+    return ((s * phase)[:, None] * vh).reshape(modes.shape)
+
+
+def hermite_pattern(mode0: np.ndarray, order_x: int, order_y: int) -> np.ndarray:
+    """``He_{order_x}(u) He_{order_y}(v)`` on the frame of ``mode0`` (N, N) float64.
+
+    ``u = (x - cx) / sx`` and ``v = (y - cy) / sy`` with ``(cx, cy)`` the centroid and
+    ``(sx, sy)`` the RMS widths of ``|mode0|**2`` (x = column, y = row, pixels); ``He_n`` are
+    the probabilists' Hermite polynomials (``He_1(u) = u``, ``He_2(u) = u**2 - 1``, ...).
+    ``mode0 * pattern`` is a Hermite-Gauss-like higher mode of a Gaussian-like ``mode0``.
+    """
+    weight = np.abs(np.asarray(mode0, np.complex128)) ** 2
+    weight = weight / weight.sum()
+    rows, cols = np.indices(weight.shape, dtype=np.float64)
+
+    def axis(coords: np.ndarray, order: int) -> np.ndarray:
+        centre = float(np.sum(weight * coords))
+        width = math.sqrt(float(np.sum(weight * (coords - centre) ** 2))) or 1.0
+        t = (coords - centre) / width
+        previous, current = np.zeros_like(t), np.ones_like(t)
+        for n in range(order):          # He_{n+1} = t He_n - n He_{n-1}
+            previous, current = current, t * current - n * previous
+        return current
+
+    return axis(cols, order_x) * axis(rows, order_y)
+
+
+def _hermite_orders(count: int) -> list[tuple[int, int]]:
+    """The first ``count`` (order_x, order_y) pairs by total degree 1, 2, ...: (1, 0), (0, 1),
+    (2, 0), (1, 1), (0, 2), (3, 0), ..."""
+    orders: list[tuple[int, int]] = []
+    degree = 1
+    while len(orders) < count:
+        orders += [(degree - j, j) for j in range(degree + 1)]
+        degree += 1
+    return orders[:count]
+
+
+def initial_probe_modes(probe: np.ndarray, modes: int) -> np.ndarray:
+    """The starting M-mode probe made from the modes a file gave, orthogonalised.
+
+    Rule (documented in docs/probe-modes.md):
+
+    - ``modes == 1``: mode 0 exactly as given, shape (N, N) (a single-mode model keeps the
+      probe it always used, not the strongest orthogonal mode);
+    - K given modes, K >= M: the K modes are orthogonalised (:func:`orthogonalize_modes`)
+      and the M strongest kept;
+    - K < M: M - K modes are added, ``mode 0 * hermite_pattern`` with the Hermite orders
+      (1, 0), (0, 1), (2, 0), (1, 1), (0, 2), ... in turn, each scaled to
+      :data:`EXTRA_MODE_POWER` of the total power given, and all M are orthogonalised (the
+      given modes keep about 1 / (1 + (M - K) * 0.05) of the power; training with
+      ``probe_trainable`` then finds the real mode powers).
+
+    The scale is free (normalise with :func:`normalize_probe` afterwards).
+
+    Parameters
+    ----------
+    probe : ndarray, shape (N, N) or (K, N, N), complex
+    modes : int, >= 1
+
+    Returns
+    -------
+    ndarray, shape (N, N) for ``modes == 1``, else (M, N, N), complex128
+
+    Raises
+    ------
+    ValueError
+        A kept mode carries less than :data:`MODE_POWER_FLOOR` of the power: the modes given
+        are linearly dependent (e.g. two copies of one mode).
+    """
+    probe = np.asarray(probe, np.complex128)
+    stack = probe[None] if probe.ndim == 2 else probe
+    if modes == 1:
+        return stack[0]
+    if len(stack) < modes:
+        total = float(mode_powers(stack).sum())
+        added = []
+        for order_x, order_y in _hermite_orders(modes - len(stack)):
+            extra = stack[0] * hermite_pattern(stack[0], order_x, order_y)
+            power = float(mode_powers(extra)[0])
+            added.append(extra * math.sqrt(EXTRA_MODE_POWER * total / power) if power > 0
+                         else extra)
+        stack = np.concatenate([stack, np.stack(added)])
+    result = orthogonalize_modes(stack)[:modes]
+    powers = mode_powers(result)
+    if not powers[-1] > MODE_POWER_FLOOR * powers.sum():
+        weak = int(np.argmin(powers > MODE_POWER_FLOOR * powers.sum()))
+        raise ValueError(f"orthogonalised mode {weak} of {modes} has no power of its own")
+    return result
+
+
+def mixed_state_intensity(patches: np.ndarray, probe: np.ndarray, mask: bool = False,
+                          smoothing_sigma: float = 0.0) -> np.ndarray:
+    """Far-field intensity of incoherent modes, ``I = sum_k |F(P_k * patch)|**2``.
+
+    ``F`` and the exit wave as in :func:`far_field_amplitude` and :func:`illuminate` (each
+    mode's field smoothed and masked on its own). An (N, N) probe gives
+    ``far_field_amplitude(illuminate(...)) ** 2``.
+
+    Parameters
+    ----------
+    patches : ndarray, shape (..., N, N), complex
+    probe : ndarray, shape (N, N) or (M, N, N), complex
+
+    Returns
+    -------
+    ndarray, shape of ``patches``, float64, in the units of ``|P * patch|**2``
+    """
+    probe = np.asarray(probe, np.complex128)
+    if probe.ndim == 2:
+        return far_field_amplitude(illuminate(patches, probe, mask, smoothing_sigma)) ** 2
+    return sum(far_field_amplitude(illuminate(patches, mode, mask, smoothing_sigma)) ** 2
+               for mode in probe)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -588,7 +784,13 @@ def normalize_diffraction(diffraction: np.ndarray) -> np.ndarray:
 
 
 def simulate_amplitude(obj: np.ndarray, probe: np.ndarray, xcoords, ycoords) -> np.ndarray:
-    """Noise-free far-field amplitude of every scan position. Shape (M, N, N), float64."""
-    n = np.asarray(probe).shape[-1]
+    """Noise-free far-field amplitude of every scan position. Shape (M, N, N), float64.
+
+    ``probe`` (N, N), or (K, N, N) incoherent modes: ``sqrt`` of :func:`mixed_state_intensity`.
+    """
+    probe = np.asarray(probe)
+    n = probe.shape[-1]
     patches = extract_patches(obj, xcoords, ycoords, n)
+    if probe.ndim == 3:
+        return np.sqrt(mixed_state_intensity(patches, probe))
     return far_field_amplitude(illuminate(patches, probe))

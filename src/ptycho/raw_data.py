@@ -19,7 +19,10 @@ Input is converted on the way in:
 Probes
 ------
 ``probeGuess`` may be ``(N, N)``, ``(N, N, 1)`` or ``(modes, N, N)`` (ptychodus 1.7.0 passes the
-incoherent mode stack); mode 0 is used and exposed as the 2-D ``RawData.probeGuess``.
+incoherent mode stack). The legacy attribute ``RawData.probeGuess`` stays 2-D (mode 0); the
+whole stack travels with the scan (``RawData.scan.probe_modes``), so that a model trained
+with ``ModelConfig.probe_modes`` > 1 starts from the modes ptychodus passed, and a
+single-mode model from mode 0 as before.
 
 Grouping (``generate_grouped_data``)
 ------------------------------------
@@ -96,7 +99,8 @@ class RawData:
         xcoords, ycoords : array_like (M,), object pixels (x = column, y = row)
         diff3d : array_like (M, N, N) or (M, N, N, 1)
             Integer dtypes are counts (square-rooted); floats are amplitudes (module docstring).
-        probeGuess : array_like (N, N), (N, N, 1) or (modes, N, N), complex; mode 0 is used
+        probeGuess : array_like (N, N), (N, N, 1) or (modes, N, N), complex; mode 0 for a
+            single-mode model, every mode for ``ModelConfig.probe_modes`` > 1
         scan_index : array_like (M,), int
         objectGuess : array_like (H, W), complex, optional
         measurement : {'auto', 'amplitude', 'intensity'}
@@ -128,11 +132,11 @@ class RawData:
         _npz.check_real_finite(raw, "RawData diff3d")
         raw = _npz.diffraction_layout(raw, len(x), "RawData diff3d")
         notes: list[str] = []
-        probe = _probe_mode0(probe_guess, "RawData probeGuess", notes)
-        if probe.shape[0] != raw.shape[-1]:
+        modes = _npz.probe_mode_stack(np.asarray(probe_guess), "RawData probeGuess", notes)
+        if modes.shape[-1] != raw.shape[-1]:
             raise InputError("size mismatch", "RawData probeGuess",
                              f"a {raw.shape[-1]}x{raw.shape[-1]} probe like the patterns",
-                             f"{probe.shape[0]}x{probe.shape[1]}")
+                             f"{modes.shape[-2]}x{modes.shape[-1]}")
         domain, reason = _npz.resolve_measurement(set(), None, raw.dtype, measurement)
         if domain == "intensity":
             diffraction = np.sqrt(raw.astype(np.float64)).astype(np.float32)
@@ -150,8 +154,8 @@ class RawData:
             object_guess = object_guess.astype(np.complex64)
         if scan_index is not None:
             scan_index = np.asarray(scan_index).reshape(-1).astype(np.int64)
-        return Scan(diffraction=diffraction, xcoords=x, ycoords=y, probe=probe,
-                    xcoords_start=xcoords_start, ycoords_start=ycoords_start,
+        return Scan(diffraction=diffraction, xcoords=x, ycoords=y, probe=modes[0],
+                    probe_modes=modes if len(modes) > 1 else None, xcoords_start=xcoords_start, ycoords_start=ycoords_start,
                     scan_index=scan_index, object_guess=object_guess, measured_domain=domain,
                     measured_reason=reason, source="<RawData>", notes=notes)
 

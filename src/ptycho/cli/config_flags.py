@@ -27,6 +27,10 @@ HELP = {
     "pad_object": "predict only the central N/2 box, zero-padded to N",
     "probe_scale": "probe normalisation divisor",
     "gaussian_smoothing_sigma": "smoothing of the illuminated field in pixels (0: off)",
+    "probe_modes": "M incoherent probe modes of the forward model, I = sum_k |F(P_k O)|^2 "
+                   "(1-16); the data's probe modes start them, missing ones are made from "
+                   "mode 0 (5 %% of the power each), all orthogonalised; they train with "
+                   "--probe_trainable (see docs/probe-modes.md)",
     "train_data_file": "training scan(s) (.npz or .h5); several (A.npz B.npz ..., or the flag "
                        "repeated) train one model on a library of scans with the same N: each "
                        "is grouped, normalised and photon-counted on its own and meets its own "

@@ -26,6 +26,7 @@ MODEL_TYPES = ("pinn", "supervised")
 BACKENDS = ("pytorch", "tensorflow")
 MEASUREMENTS = ("auto", "amplitude", "intensity")
 LR_SCHEDULES = ("plateau", "cosine")
+MAX_PROBE_MODES = 16
 
 
 def _apply_n_images_alias(config) -> None:
@@ -75,6 +76,12 @@ class ModelConfig:
         Probe normalisation divisor (see ``ptycho.physics.normalize_probe``).
     gaussian_smoothing_sigma : float
         Sigma in pixels of the smoothing applied to the illuminated field; 0 disables it.
+    probe_modes : int
+        M, the incoherent probe modes of the forward model, ``I = sum_k |F(P_k * O)|**2``
+        (1 to :data:`MAX_PROBE_MODES`). 1 (the default, and archives without the field) is
+        the single coherent probe (N, N); M > 1 starts from the modes the data give,
+        completed and orthogonalised by :func:`ptycho.physics.initial_probe_modes`, and the
+        archive stores (M, N, N). See docs/probe-modes.md.
     """
 
     N: int = 64
@@ -89,6 +96,7 @@ class ModelConfig:
     pad_object: bool = True
     probe_scale: float = 4.0
     gaussian_smoothing_sigma: float = 0.0
+    probe_modes: int = 1
 
 
 @dataclass
@@ -294,6 +302,9 @@ def validate_model_config(config: ModelConfig, *, require_n: bool = True) -> Non
         raise _invalid(owner, "probe_scale", config.probe_scale, "a number > 0")
     if not _is_number(config.gaussian_smoothing_sigma) or config.gaussian_smoothing_sigma < 0:
         raise _invalid(owner, "gaussian_smoothing_sigma", config.gaussian_smoothing_sigma, "a number >= 0")
+    if not _is_int(config.probe_modes) or not 1 <= config.probe_modes <= MAX_PROBE_MODES:
+        raise _invalid(owner, "probe_modes", config.probe_modes,
+                       f"an integer from 1 to {MAX_PROBE_MODES}")
 
 
 def _validate_sampling(owner: str, config: Any) -> None:

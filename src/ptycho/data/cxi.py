@@ -19,9 +19,8 @@ Mapping (``docs/data-formats.md``)
 - ``entry_1/instrument_1/detector_1/mask`` (H, W) (optional): nonzero = do not use; becomes
   ``Scan.bad_pixels`` with ``--mask`` (:mod:`ptycho.data.detector`).
 - probe: ``entry_1/instrument_1/source_1/probe`` ((modes,) N, N) complex on the final N x N
-  grid, or ``--probe FILE``. Mode 0 is kept (as by the NPZ and HDF5 readers) until the
-  mixed-state probe exists; :func:`ptycho.data.reading.read_probe_modes` already returns the
-  whole stack.
+  grid, or ``--probe FILE``. Every mode is kept (as by the NPZ and HDF5 readers): mode 0 is
+  ``Scan.probe``, a stack of K > 1 modes also ``Scan.probe_modes``.
 
 Large stacks stream from disk like HDF5 scans (:mod:`ptycho.data.lazy`): each frame is
 cropped and binned as it is read, the raw stack is never held in memory.
@@ -240,11 +239,11 @@ def _read_cxi(handle, path: Path, measurement: str, lazy: bool | None, options: 
 
     notes: list[str] = []
     probe_data = _dataset(handle, CXI_PROBE, name, "", required=False)
-    probe, probe_where = scan_probe(options, None if probe_data is None else _read(probe_data, name),
+    modes, probe_where = scan_probe(options, None if probe_data is None else _read(probe_data, name),
                                     f"{name}:{CXI_PROBE}", notes)
-    if probe.shape[0] != n:
+    if modes.shape[-1] != n:
         raise InputError("size mismatch", probe_where, f"a {n}x{n} probe like the patterns read",
-                         f"{probe.shape[0]}x{probe.shape[1]}")
+                         f"{modes.shape[-2]}x{modes.shape[-1]}")
 
     wavelength = wavelength_m(energy)
     pixel_col = object_pixel_size_m(wavelength, distance, window, pixel_x)
@@ -275,7 +274,8 @@ def _read_cxi(handle, path: Path, measurement: str, lazy: bool | None, options: 
                   f"by --translation-axes {options.translation_axes}")
     log.info(pixel_note)
     notes.append(pixel_note)
-    return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=probe,
+    return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=modes[0],
+                probe_modes=modes if len(modes) > 1 else None,
                 bad_pixels=None if geometry is None else geometry.bad,
                 saturation_counts=options.saturation_counts, measured_domain=domain,
                 measured_reason=reason, source=str(path), notes=notes)

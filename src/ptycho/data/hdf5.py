@@ -143,7 +143,9 @@ def write_scan_hdf5(path: str | Path, scan: Scan, *, chunk_patterns: int = DEFAU
                                ("ycoords_start", scan.ycoords_start),
                                ("scan_index", scan.scan_index)):
                 handle.create_dataset(key, data=np.asarray(value))
-            handle.create_dataset("probeGuess", data=np.asarray(scan.probe, np.complex64))
+            handle.create_dataset("probeGuess", data=np.asarray(scan.probe_stack(), np.complex64)
+                                  if scan.probe_modes is not None
+                                  else np.asarray(scan.probe, np.complex64))
             if scan.object_guess is not None:
                 handle.create_dataset("objectGuess", data=np.asarray(scan.object_guess, np.complex64))
             if scan.bad_pixels is not None:

@@ -177,31 +177,47 @@ def diffraction_layout(array: np.ndarray, n_positions: int, where: str, square: 
                      _describe(array))
 
 
-def probe_mode0(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
-    """Mode 0 of an (N, N), (N, N, 1) or (modes, N, N) probe as complex64 (N, N).
+def probe_mode_stack(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
+    """Every mode of an (N, N), (N, N, 1) or (modes, N, N) probe as complex64 (K, N, N).
 
-    A note on dropped modes is logged and appended to ``notes``; bad probes raise InputError.
+    A probe of K > 1 modes is noted in ``notes`` (mode 0 is the probe of a single-mode model,
+    all of them start a mixed-state one: ``--probe-modes``); bad probes raise InputError
+    (wrong shape, all zero, a mode of zeros, values beyond complex64).
     """
     check_real_finite(array, where, allow_complex=True)
     if array.ndim == 3 and array.shape[-1] == 1 and array.shape[0] == array.shape[1]:
         array = array[..., 0]
-    elif array.ndim == 3:
-        if array.shape[0] > 1:
-            note = f"{where}: probe has {array.shape[0]} modes; using mode 0"
-            log.warning(note)
-            notes.append(note)
-        array = array[0]
-    if array.ndim != 2 or array.shape[0] != array.shape[1]:
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1] != array.shape[2]:
         raise InputError("wrong shape", where, "a square probe (N, N) or (modes, N, N)",
                          _describe(array))
-    if not np.any(array):
+    if not np.any(array[0]):
         raise InputError("all-zero probe", where, "a probe with non-zero values")
+    empty = [k for k in range(len(array)) if not np.any(array[k])]
+    if empty:
+        raise InputError("all-zero probe mode", where, "every probe mode with non-zero values",
+                         f"mode {empty[0]} of {len(array)} is all zero")
     with np.errstate(over="ignore"):
         probe = array.astype(np.complex64)
     if not np.all(np.isfinite(probe)):
         raise InputError("values out of range", where, "magnitudes within the complex64 range "
                          "(< 3.4e38)", f"max |value| {np.abs(array).max():.3g}")
+    if len(probe) > 1:
+        note = (f"{where}: probe has {len(probe)} modes; mode 0 for a single-mode model, all "
+                f"of them with --probe-modes > 1")
+        log.info(note)
+        notes.append(note)
     return probe
+
+
+def probe_mode0(array: np.ndarray, where: str, notes: list[str]) -> np.ndarray:
+    """Mode 0 of an (N, N), (N, N, 1) or (modes, N, N) probe as complex64 (N, N).
+
+    A note on other modes is logged and appended to ``notes``; bad probes raise InputError
+    (:func:`probe_mode_stack`).
+    """
+    return probe_mode_stack(array, where, notes)[0]
 
 
 def resolve_measurement(reader_keys: set[str], file_value: str | None, dtype: np.dtype,
@@ -335,12 +351,12 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
         pattern_shape = (geometry.n,) * 2 if geometry is not None else stored.pattern_shape
 
     notes: list[str] = []
-    probe, probe_where = scan_probe(options, reader.get("probeGuess") if options.probe_file
+    modes, probe_where = scan_probe(options, reader.get("probeGuess") if options.probe_file
                                     else reader.require("probeGuess"), f"{name}:probeGuess", notes)
-    if probe.shape[0] != pattern_shape[-1]:
+    if modes.shape[-1] != pattern_shape[-1]:
         raise InputError("size mismatch", probe_where,
                          f"a {pattern_shape[-1]}x{pattern_shape[-1]} probe like the patterns",
-                         f"{probe.shape[0]}x{probe.shape[1]}")
+                         f"{modes.shape[-2]}x{modes.shape[-1]}")
     if stored is not None:
         diffraction = _lazy.LazyPatterns(stored, intensity=domain == "intensity", geometry=geometry)
         _lazy.validate_patterns(diffraction, where)
@@ -400,7 +416,8 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
                 f"0 <= x <= {width - 1} and 0 <= y <= {height - 1} (object pixels)",
                 f"{int(outside.sum())} outside, first (x={xcoords[first]:.1f}, y={ycoords[first]:.1f})")
 
-    return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=probe,
+    return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=modes[0],
+                probe_modes=modes if len(modes) > 1 else None,
                 xcoords_start=xstart, ycoords_start=ystart, scan_index=scan_index,
                 object_guess=object_guess,
                 bad_pixels=None if geometry is None else geometry.bad,
@@ -419,7 +436,8 @@ def write_scan_npz(path: str | Path, scan: Scan, *, extra: dict | None = None) -
         "xcoords_start": scan.xcoords_start,
         "ycoords_start": scan.ycoords_start,
         "diff3d": np.asarray(scan.diffraction, np.float32),
-        "probeGuess": np.asarray(scan.probe, np.complex64),
+        "probeGuess": np.asarray(scan.probe_stack() if scan.probe_modes is not None
+                                 else scan.probe, np.complex64),
         "scan_index": scan.scan_index,
         "measurement": np.array("amplitude"),
     }

@@ -217,8 +217,7 @@ def read_probe_modes(path) -> tuple[np.ndarray, str]:
     Accepted: a ``.npy`` array; an ``.npz`` or HDF5 file holding ``probeGuess`` or ``probe``
     (or a single array); a CXI file (``entry_1/instrument_1/source_1/probe``); a ptychodus
     product (``.h5``/``.hdf5``/``.npz`` with ``probe_position_x_m``: its probe modes of OPR
-    component 0). Readers keep mode 0 (:func:`ptycho.data.npz.probe_mode0`) until the
-    mixed-state probe exists; this function already returns every mode.
+    component 0). The readers keep every mode (:func:`scan_probe`).
     """
     path = Path(path)
     if _is_product(path):
@@ -255,10 +254,11 @@ def scan_probe(options: ReadOptions | None, stored, where: str, notes: list[str]
     """The probe of a scan being read and where it came from (for messages).
 
     ``--probe FILE`` when given, else the file's own ``stored`` array found at ``where``
-    (None: missing, an InputError at ``where``); complex64 (N, N), mode 0 (see
-    :func:`read_probe_modes`).
+    (None: missing, an InputError at ``where``); every mode, complex64 (K, N, N) with K = 1
+    for a single-mode probe (:func:`ptycho.data.npz.probe_mode_stack`): the scan's ``probe``
+    is mode 0 and its ``probe_modes`` all K when K > 1.
     """
-    from ptycho.data.npz import probe_mode0
+    from ptycho.data.npz import probe_mode_stack
 
     if options is not None and options.probe_file is not None:
         modes, where = read_probe_modes(options.probe_file)
@@ -267,4 +267,4 @@ def scan_probe(options: ReadOptions | None, stored, where: str, notes: list[str]
         raise InputError("missing dataset", where, "a probe guess in the file or --probe FILE")
     else:
         modes = stored
-    return probe_mode0(modes, where, notes), where
+    return probe_mode_stack(modes, where, notes), where

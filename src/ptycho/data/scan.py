@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -22,6 +23,10 @@ class Scan:
         Scan positions in object pixels (x = column, y = row).
     probe : ndarray, shape (N, N), complex64
         Probe guess (mode 0 of a multi-mode stack).
+    probe_modes : ndarray, shape (K, N, N), complex64, or None
+        Every mode of a probe given as K >= 2 incoherent modes (``probe`` is its mode 0);
+        None for a single-mode probe. A model with ``ModelConfig.probe_modes`` M > 1 starts
+        from them (:func:`ptycho.physics.initial_probe_modes`); see :meth:`probe_stack`.
     xcoords_start, ycoords_start : ndarray, shape (M,), float64
         Nominal positions (default: the same as ``xcoords``/``ycoords``).
     scan_index : ndarray, shape (M,), int64
@@ -55,6 +60,7 @@ class Scan:
     object_guess: np.ndarray | None = None
     bad_pixels: np.ndarray | None = None
     saturation_counts: float | None = None
+    probe_modes: np.ndarray | None = None
     measured_domain: str = "amplitude"
     measured_reason: str = ""
     source: str = "<memory>"
@@ -82,6 +88,33 @@ class Scan:
         """Pattern size in pixels."""
         return int(self.diffraction.shape[-1])
 
+    def probe_stack(self) -> np.ndarray:
+        """Every probe mode given, (K, N, N) complex64: ``probe_modes``, else ``probe[None]``."""
+        return self.probe_modes if self.probe_modes is not None else self.probe[None]
+
+    def initial_probe(self, modes: int = 1) -> np.ndarray:
+        """The starting probe of a model with ``modes`` incoherent modes (not normalised).
+
+        1: ``probe`` (N, N), as always; M > 1: every mode given, completed and orthogonalised
+        by :func:`ptycho.physics.initial_probe_modes`, (M, N, N) complex128.
+
+        Raises
+        ------
+        ptycho.errors.InputError
+            The modes given are linearly dependent (a kept mode has no power of its own).
+        """
+        if modes == 1:
+            return self.probe
+        from ptycho import physics
+        from ptycho.errors import InputError
+
+        try:
+            return physics.initial_probe_modes(self.probe_stack(), modes)
+        except ValueError as exc:
+            raise InputError("linearly dependent probe modes", f"{Path(self.source).name}:probe",
+                             f"{modes} independent probe modes (or fewer: the missing ones are "
+                             f"made from mode 0)", str(exc)) from None
+
     def mean_photons_per_pattern(self) -> float:
         """Mean over patterns of the total counts ``sum(amplitude**2)`` (float64, chunk-wise)."""
         from ptycho.data.lazy import pattern_power
@@ -102,6 +135,7 @@ class Scan:
             object_guess=self.object_guess,
             bad_pixels=self.bad_pixels,
             saturation_counts=self.saturation_counts,
+            probe_modes=self.probe_modes,
             measured_domain=self.measured_domain,
             measured_reason=self.measured_reason,
             source=self.source,

@@ -3,9 +3,10 @@
 Pipeline (design section 2, using the NumPy reference in :mod:`ptycho.physics`)::
 
     O = make_object(kind, size)             complex (H, W), amplitude [0.5, 1], phase [-pi/2, pi/2]
-    P = make_probe(kind, N)                 complex (N, N)
+    P = make_probe(kind, N)                 complex (N, N), or given: (N, N) or (M, N, N) modes
     (x, y) = make_positions(kind, ...)      object pixels, every N x N patch inside O
     I_raw = far_field_amplitude(illuminate(extract_patches(O, x, y, N), P)) ** 2
+                                            (modes: sum_k |F(P_k * patch)|**2, incoherent)
     I = I_raw * nphotons / mean_m sum_xy I_raw[m]      one scalar for the whole scan
     counts ~ Poisson(I)                     numpy.random.default_rng(seed)
     diff3d = sqrt(counts)                   float32 amplitudes
@@ -44,8 +45,8 @@ from ptycho.errors import InputError
 __all__ = [
     "AMPLITUDE_RANGE", "OBJECT_KINDS", "PHASE_RANGE", "PROBE_KINDS", "SAMPLE_IMAGES",
     "SCAN_KINDS", "ScanPositions", "Simulation", "draw_counts", "expected_intensity",
-    "make_object", "make_positions", "make_probe", "scale_to_photons", "simulate",
-    "simulate_scan", "write_simulation",
+    "make_object", "make_positions", "make_probe", "mixed_state_probe", "scale_to_photons",
+    "simulate", "simulate_scan", "write_simulation",
 ]
 
 #: Positions per chunk in :func:`expected_intensity` (bounds the temporary memory).
@@ -59,8 +60,9 @@ def expected_intensity(obj: np.ndarray, probe: np.ndarray, xcoords, ycoords) -> 
     ----------
     obj : ndarray, shape (H, W), complex
         Object transmission.
-    probe : ndarray, shape (N, N), complex
-        Illumination.
+    probe : ndarray, shape (N, N), or (M, N, N) incoherent modes, complex
+        Illumination; modes add their intensities, ``sum_k |F{P_k * patch}|**2``
+        (:func:`ptycho.physics.mixed_state_intensity`).
     xcoords, ycoords : array_like, shape (M,), float
         Positions in object pixels (x = column, y = row).
 
@@ -71,7 +73,7 @@ def expected_intensity(obj: np.ndarray, probe: np.ndarray, xcoords, ycoords) -> 
         ``(N/2, N/2)``, in the units of ``|probe * obj|**2`` (Parseval: each pattern sums to
         ``sum |P * patch|**2``).
     """
-    from ptycho.physics import extract_patches, far_field_amplitude, illuminate
+    from ptycho.physics import extract_patches, mixed_state_intensity
 
     probe = np.asarray(probe)
     n = int(probe.shape[-1])
@@ -84,8 +86,53 @@ def expected_intensity(obj: np.ndarray, probe: np.ndarray, xcoords, ycoords) -> 
     for start in range(0, len(x), CHUNK_POSITIONS):
         stop = start + CHUNK_POSITIONS
         patches = extract_patches(obj, x[start:stop], y[start:stop], n)
-        out[start:stop] = far_field_amplitude(illuminate(patches, probe)) ** 2
+        out[start:stop] = mixed_state_intensity(patches, probe)
     return out
+
+
+def mixed_state_probe(probe: np.ndarray, second_mode_power: float = 0.2,
+                      seed: int = 0) -> np.ndarray:
+    """A two-mode (partially coherent) probe made from a coherent one.
+
+    Mode 1 is the probe times a first-order Hermite pattern of random orientation,
+    ``P * (cos t He_1(u) + sin t He_1(v))`` (:func:`ptycho.physics.hermite_pattern`; ``t``
+    uniform in [0, 2 pi) from ``numpy.random.default_rng(seed)``), made orthogonal to the
+    probe (Gram-Schmidt); mode 0 is the probe. Both are scaled so that mode 1 carries
+    ``second_mode_power`` of the total power and the total power ``sum |P_k|**2`` equals the
+    given probe's.
+
+    Parameters
+    ----------
+    probe : ndarray, shape (N, N), complex
+    second_mode_power : float, in (0, 0.5]
+        Fraction of the total power in mode 1 (e.g. 0.2: 80 % / 20 %).
+    seed : int, >= 0
+
+    Returns
+    -------
+    ndarray, shape (2, N, N), complex128
+        Orthogonal modes ordered by power (:func:`ptycho.physics.mode_powers` gives
+        ``(1 - f, f)`` times the probe's power).
+    """
+    from ptycho import physics
+
+    probe = np.asarray(probe, np.complex128)
+    if probe.ndim != 2 or probe.shape[0] != probe.shape[1] or not np.any(probe):
+        raise InputError("wrong shape", "probe", "a non-zero square probe (N, N)",
+                         f"shape {probe.shape}")
+    fraction = second_mode_power
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+            not 0 < fraction <= 0.5:
+        raise InputError("invalid value", "second_mode_power",
+                         "a fraction of the power in (0, 0.5]", repr(fraction))
+    angle = np.random.default_rng(_seed(seed)).uniform(0.0, 2.0 * math.pi)
+    pattern = (math.cos(angle) * physics.hermite_pattern(probe, 1, 0)
+               + math.sin(angle) * physics.hermite_pattern(probe, 0, 1))
+    second = probe * pattern
+    second = second - probe * (np.vdot(probe, second) / np.vdot(probe, probe))
+    power = float(physics.mode_powers(probe)[0])
+    return np.stack([probe * math.sqrt(1.0 - fraction),
+                     second * math.sqrt(fraction * power / float(physics.mode_powers(second)[0]))])
 
 
 def scale_to_photons(intensity: np.ndarray, nphotons: float) -> tuple[np.ndarray, float]:
@@ -165,7 +212,7 @@ def _seed(seed) -> int:
 def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind: str = "raster",
              N: int = 64, object_size: int = 256, step: float = 8.0, jitter: float = 0.0,
              n_positions: int | None = None, nphotons: float = 1e6,
-             seed: int = 0) -> Simulation:
+             seed: int = 0, probe: np.ndarray | None = None) -> Simulation:
     """Simulate a noisy scan and return it with the noise-free intensity and the counts.
 
     Parameters
@@ -191,6 +238,10 @@ def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind:
         Mean expected counts per pattern (exact, one scalar for the scan).
     seed : int
         Seed of every random draw (module docstring).
+    probe : ndarray, shape (N, N) or (M, N, N), complex, optional
+        The illumination instead of ``probe_kind`` (whose size N it sets): M incoherent modes
+        add their intensities (e.g. :func:`mixed_state_probe`); the scan then holds mode 0
+        as ``probe`` and every mode as ``probe_modes``.
 
     Returns
     -------
@@ -208,7 +259,15 @@ def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind:
                          repr(object_size))
     object_size = int(object_size)
 
-    probe = make_probe(probe_kind, N).astype(np.complex64)
+    if probe is None:
+        probe = make_probe(probe_kind, N).astype(np.complex64)
+    else:
+        probe = np.asarray(probe).astype(np.complex64)
+        if probe.ndim not in (2, 3) or probe.shape[-1] != probe.shape[-2] or \
+                not np.all(np.isfinite(probe)) or not np.any(probe):
+            raise InputError("wrong shape", "probe", "a finite, non-zero (N, N) or (M, N, N) "
+                             "probe", f"shape {probe.shape}")
+        probe_kind = f"given ({1 if probe.ndim == 2 else len(probe)} modes)"
     N = int(probe.shape[-1])
     positions = make_positions(scan_kind, object_size, N, step=step, jitter=jitter,
                                n_positions=n_positions, rng=np.random.default_rng(position_seq))
@@ -221,7 +280,7 @@ def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind:
     counts = draw_counts(intensity, np.random.default_rng(seed))
     amplitude = np.sqrt(counts, dtype=np.float64).astype(np.float32)
 
-    from ptycho import __version__
+    from ptycho import __version__, physics
 
     metadata = {
         "sim_object": np.array(str(object_kind)),
@@ -237,12 +296,17 @@ def simulate(object_kind: str = "lines", probe_kind: str = "default", scan_kind:
         "sim_phase_range": np.array(PHASE_RANGE, np.float64),
         "sim_version": np.array(str(__version__)),
     }
+    if probe.ndim == 3:
+        metadata["sim_probe_modes"] = np.array(len(probe), np.int64)
+        metadata["sim_mode_power"] = physics.mode_powers(probe) / physics.mode_powers(probe).sum()
     note = (f"simulated: object={object_kind}, probe={probe_kind}, scan={scan_kind}, N={N}, "
             f"object {object_size}x{object_size}, step={float(step):g}, "
             f"jitter={float(jitter):g}, {len(positions.xcoords)} positions, "
             f"nphotons={float(nphotons):g}, seed={seed}")
     scan = Scan(diffraction=amplitude, xcoords=positions.xcoords, ycoords=positions.ycoords,
-                probe=probe, xcoords_start=positions.xcoords_start,
+                probe=probe if probe.ndim == 2 else probe[0],
+                probe_modes=probe if probe.ndim == 3 and len(probe) > 1 else None,
+                xcoords_start=positions.xcoords_start,
                 ycoords_start=positions.ycoords_start, object_guess=obj,
                 measured_domain="amplitude", source="<simulation>", notes=[note])
     return Simulation(scan=scan, expected_intensity=intensity, counts=counts,
