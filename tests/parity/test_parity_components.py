@@ -27,6 +27,7 @@ OPS = {  # check function -> the FLOAT64_OPS key it covers (None: float32 layers
     checks.check_poisson_nll: "poisson_nll",
     checks.check_masked_data_terms: "masked_data_terms",
     checks.check_fourier_axis: "fourier_axis",
+    checks.check_mixed_state_intensity: "mixed_state",
 }
 
 

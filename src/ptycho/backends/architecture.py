@@ -22,6 +22,17 @@ _ENCODER_BY_N = {64: [32, 64, 128], 128: [16, 32, 64, 128], 256: [8, 16, 32, 64,
 _DECODER_BY_N = {64: [64, 32], 128: [128, 64, 32], 256: [256, 128, 64, 32]}
 
 
+def check_probe_shape(probe: np.ndarray, config) -> None:
+    """Raise ValueError unless ``probe`` fits ``config`` (a ModelConfig):
+    (N, N) for ``probe_modes`` 1, (M, N, N) for M > 1 (:func:`ptycho.physics.probe_shape`)."""
+    from ptycho.physics import probe_shape
+
+    expected = probe_shape(config.N, config.probe_modes)
+    if tuple(np.shape(probe)) != expected:
+        raise ValueError(f"a probe of shape {tuple(np.shape(probe))} for a model with "
+                         f"N={config.N}, probe_modes={config.probe_modes}: expected {expected}")
+
+
 def filter_ladder(N: int, scale: int) -> tuple[list[int], list[int], int]:
     """Filters per level for patch size N and filter scale s.
 

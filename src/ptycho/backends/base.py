@@ -4,10 +4,11 @@ A backend package (``ptycho.backends.pytorch``, ``ptycho.backends.tensorflow``) 
 
 ``train_model(train, validation, probe, intensity_scale, config, execution, output_dir) -> TrainedModel``
     Train on ``train`` (a :class:`ptycho.data.grouping.GroupedData`), monitoring ``validation``
-    (GroupedData or None). ``probe`` is the normalised probe (N, N) complex64;
+    (GroupedData or None). ``probe`` is the normalised probe (N, N) complex64, or its
+    (M, N, N) incoherent modes for ``ModelConfig.probe_modes`` M > 1;
     ``intensity_scale`` the initial s; ``config`` a TrainingConfig, ``execution`` an
     ExecutionConfig. Several scans: ``train`` a :class:`ptycho.data.grouping.GroupedScans`
-    of K scans, ``probe`` (K, N, N) and ``intensity_scale`` (K,) each scan's own; every
+    of K scans, ``probe`` (K, N, N) (or (K, M, N, N)) and ``intensity_scale`` (K,) each scan's own; every
     sample meets its scan's probe and s in the loss, and the model keeps the first scan's.
 
 ``load_model(manifest, payload, probe) -> TrainedModel``
@@ -18,8 +19,11 @@ A backend package (``ptycho.backends.pytorch``, ``ptycho.backends.tensorflow``) 
     Archive member name of the weights payload.
 
 A ``TrainedModel`` has attributes ``backend`` (str), ``model_config`` (ModelConfig),
-``intensity_scale`` (float, the trained s), ``probe`` ((N, N) complex64, the trained probe),
-``history`` (dict of per-epoch lists) and the methods
+``intensity_scale`` (float, the trained s), ``probe`` ((N, N) complex64, the trained probe;
+(M, N, N) for M probe modes), ``history`` (dict of per-epoch lists) and the methods
+
+``set_probe(probe)``
+    Replace the probe (same shape), e.g. by its orthogonalised modes after training.
 
 ``predict(inputs, batch_size=DEFAULT_PREDICT_BATCH, central_px=None) -> ndarray``
     ``inputs = [X_scaled (B, N, N, C) float32, local_offsets (B, 1, 2, C)]``; returns the object
@@ -54,3 +58,5 @@ class TrainedModel(Protocol):
                 central_px: int | None = None) -> np.ndarray: ...
 
     def payload_bytes(self) -> bytes: ...
+
+    def set_probe(self, probe: np.ndarray) -> None: ...

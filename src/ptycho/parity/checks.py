@@ -61,9 +61,9 @@ REFERENCE = "reference"
 # Which component ops each backend implements in float64 (the rest are float32 layers/ops).
 FLOAT64_OPS = {
     TORCH: {"extraction", "member_shift", "merge_extract", "smoothing", "far_field", "poisson_nll",
-            "masked_data_terms", "fourier_axis"},
+            "masked_data_terms", "fourier_axis", "mixed_state"},
     TF: {"extraction", "member_shift", "smoothing", "poisson_nll", "masked_data_terms",
-         "fourier_axis"},
+         "fourier_axis", "mixed_state"},
 }
 
 
@@ -154,7 +154,8 @@ class SyntheticBatch:
     """A simulated batch in the legacy layout (what both backends' trainers consume).
 
     ``x`` (B, N, N, C) float32 normalised amplitudes X; ``offsets`` (B, 1, 2, C) float32
-    ``coords_relative``; ``probe`` (N, N) complex64 normalised; ``scale`` the dataset's s.
+    ``coords_relative``; ``probe`` (N, N) complex64 normalised ((M, N, N) for M modes);
+    ``scale`` the dataset's s.
     """
 
     x: np.ndarray
@@ -164,18 +165,22 @@ class SyntheticBatch:
 
 
 def synthetic_batches(N: int, gridsize: int, batch_size: int, n_batches: int = 1,
-                      seed: int = 0, nphotons: float = 1e5) -> list[SyntheticBatch]:
+                      seed: int = 0, nphotons: float = 1e5,
+                      probe_modes: int = 1) -> list[SyntheticBatch]:
     """Batches simulated with :mod:`ptycho.physics` at sub-pixel positions.
 
     Each sample is a group of ``gridsize**2`` positions (a jittered square of side 6 px around
     a jittered centre) on one smooth random complex object, illuminated by an
-    :func:`asymmetric_probe`; the amplitudes are normalised over all batches together.
+    :func:`asymmetric_probe` (``probe_modes`` M > 1: M incoherent modes made from it by
+    :func:`ptycho.physics.initial_probe_modes`); the amplitudes are normalised over all
+    batches together.
     """
     rng = np.random.default_rng(seed)
     channels = gridsize ** 2
     size = N + 24
     obj = _smooth_object(rng, size)
-    probe = physics.normalize_probe(asymmetric_probe(N, rng))
+    probe = physics.normalize_probe(physics.initial_probe_modes(asymmetric_probe(N, rng),
+                                                                probe_modes))
     total = batch_size * n_batches
     centres = size / 2 + rng.uniform(-5, 5, (total, 1, 2))
     if gridsize == 1:
@@ -187,7 +192,8 @@ def synthetic_batches(N: int, gridsize: int, batch_size: int, n_batches: int = 1
                                      if channels > 1 else 0.0)
     flat = coords.reshape(-1, 2)
     patches = physics.extract_patches(obj, flat[:, 0], flat[:, 1], N)
-    amplitude = physics.far_field_amplitude(physics.illuminate(patches, probe))
+    amplitude = np.sqrt(physics.mixed_state_intensity(patches, probe)) if probe_modes > 1 \
+        else physics.far_field_amplitude(physics.illuminate(patches, probe))
     x = physics.normalize_diffraction(amplitude).reshape(total, channels, N, N)
     x = np.ascontiguousarray(np.moveaxis(x, 1, -1)).astype(np.float32)
     mean = coords.mean(axis=1, keepdims=True)
@@ -247,6 +253,15 @@ class _TorchOps:
 
     def far_field(self, psi, dtype):
         return self.fm.far_field_amplitude(self._c(psi, dtype)).numpy()
+
+    def mixed_state(self, psi, dtype):
+        return self.fm.mixed_state_amplitude(self._c(psi, dtype)).numpy() ** 2
+
+    def mixed_state_layer(self, patches, probe, mask, sigma):
+        layer = self.fm.ProbeIllumination(probe, False, mask, sigma)
+        with self.torch.no_grad():
+            field = layer(self._c(patches, "float32"))
+            return self.fm.mixed_state_amplitude(field).numpy() ** 2
 
     def scaled_amplitude(self, amplitude, scale):
         scaler = self.fm.IntensityScaler(scale, trainable=False)
@@ -319,6 +334,16 @@ class _TFOps:
 
     def far_field(self, psi, dtype):
         return self._first(self.fm.far_field_amplitude(self._c(self._last(psi), dtype)).numpy())
+
+    def mixed_state(self, psi, dtype):
+        psi = np.moveaxis(psi, 2, -1)                          # (B, M, C, N, N) -> (B, M, N, N, C)
+        return self._first(self.fm.mixed_state_amplitude(self._c(psi, dtype)).numpy()) ** 2
+
+    def mixed_state_layer(self, patches, probe, mask, sigma):
+        layer = self.fm.ProbeIllumination(probe, probe_trainable=False, mask=mask,
+                                          smoothing_sigma=sigma)
+        field = layer(self._c(self._last(patches), "float32"))
+        return self._first(self.fm.mixed_state_amplitude(field).numpy()) ** 2
 
     def scaled_amplitude(self, amplitude, scale):
         scaler = self.fm.IntensityScaler(scale, scale_trainable=False)
@@ -567,10 +592,43 @@ def check_fourier_axis(backends=(TORCH, TF), seed: int = 9, H: int = 16, W: int 
     return rows
 
 
+def check_mixed_state_intensity(backends=(TORCH, TF), seed: int = 10, N: int = 16
+                                ) -> list[CheckResult]:
+    """Mixed-state intensity ``sum_k |F(P_k * O)|**2`` of 3 incoherent modes.
+
+    Reference :func:`ptycho.physics.mixed_state_intensity`. The backends' incoherent sum
+    (``mixed_state_amplitude`` squared) of the modes' exit waves in float32 and float64, and
+    the whole ``ProbeIllumination`` layer with a (3, N, N) probe (float32 weights) with and
+    without the disk mask and smoothing. Three asymmetric complex modes of unequal power,
+    random complex patches (B=2, C=3).
+    """
+    rng = np.random.default_rng(seed)
+    probe = np.stack([asymmetric_probe(N, rng), 0.5 * asymmetric_probe(N, rng)[::-1],
+                      0.2j * asymmetric_probe(N, rng).T])
+    patches = random_complex(rng, (2, 3, N, N))
+    config = f"N={N}, 3 modes, B=2, C=3"
+    psi = np.stack([physics.illuminate(patches, mode) for mode in probe], axis=1)
+    rows = _component_rows("mixed_state", "mixed-state intensity sum_k |F(psi_k)|^2",
+                           lambda ops, dtype: ops.mixed_state(psi, dtype),
+                           physics.mixed_state_intensity(patches, probe), backends,
+                           config=config)
+    for mask, sigma in ((False, 0.0), (True, 0.7)):
+        reference = physics.mixed_state_intensity(patches, probe, mask, sigma)
+
+        def compute(ops, dtype, mask=mask, sigma=sigma):
+            return ops.mixed_state_layer(patches, probe, mask, sigma)
+
+        rows += _component_rows("mixed_state", f"mixed-state intensity through the "
+                                f"illumination layer (mask={mask}, smoothing sigma={sigma})",
+                                compute, reference, backends, dtypes=("float32",),
+                                config=config)
+    return rows
+
+
 COMPONENT_CHECKS = (check_extraction, check_member_shift, check_merge_extract,
                     check_illumination, check_smoothing, check_far_field,
                     check_intensity_scaling, check_poisson_nll, check_masked_data_terms,
-                    check_fourier_axis)
+                    check_fourier_axis, check_mixed_state_intensity)
 
 
 def component_checks(backends=(TORCH, TF)) -> list[CheckResult]:
@@ -593,20 +651,23 @@ class ModelCase:
     probe_big: bool = True
     n_filters_scale: int = 1
     architecture: str = "cnn"
+    probe_modes: int = 1
 
     def model_config(self):
         from ptycho.config.config import ModelConfig
 
         return ModelConfig(N=self.N, gridsize=self.gridsize, object_big=self.object_big,
                            probe_big=self.probe_big, n_filters_scale=self.n_filters_scale,
-                           architecture=self.architecture)
+                           architecture=self.architecture, probe_modes=self.probe_modes)
 
     def label(self) -> str:
-        """``N=64 gs=1 object_big=on probe_big=on``, prefixed by the architecture unless cnn."""
+        """``N=64 gs=1 object_big=on probe_big=on``, prefixed by the architecture unless cnn,
+        followed by ``probe_modes=M`` for a mixed-state probe."""
         prefix = "" if self.architecture == "cnn" else f"{self.architecture} "
         return (f"{prefix}N={self.N} gs={self.gridsize} "
                 f"object_big={'on' if self.object_big else 'off'} "
-                f"probe_big={'on' if self.probe_big else 'off'}")
+                f"probe_big={'on' if self.probe_big else 'off'}"
+                + (f" probe_modes={self.probe_modes}" if self.probe_modes > 1 else ""))
 
 
 def model_cases(architecture: str = "cnn", level: str = "full") -> tuple[ModelCase, ...]:
@@ -630,6 +691,10 @@ def model_cases(architecture: str = "cnn", level: str = "full") -> tuple[ModelCa
 
 #: Every cnn model configuration (see :func:`model_cases`).
 MODEL_CASES = model_cases("cnn")
+
+#: The mixed-state model cases (cnn, 3 probe modes), checked at the full and standard levels.
+MIXED_STATE_CASES = (ModelCase(64, 1, True, True, probe_modes=3),
+                     ModelCase(64, 2, True, True, probe_modes=3))
 
 
 @contextlib.contextmanager
@@ -666,9 +731,10 @@ def _torch_pair(case: ModelCase, batch: SyntheticBatch, seed: int, train_config=
     cfg = case.model_config()
     train_config = train_config or TrainingConfig(model=cfg)
     torch.manual_seed(seed)
-    module = TorchPINN(cfg, batch.probe, batch.scale)
+    module = TorchPINN(cfg, batch.probe, batch.scale,
+                       probe_trainable=train_config.probe_trainable)
     lit = PINNLightning(module, train_config, batch.scale)
-    pinn = KerasPINN(cfg, batch.probe, batch.scale)
+    pinn = KerasPINN(cfg, batch.probe, batch.scale, probe_trainable=train_config.probe_trainable)
     load_state_into_keras(pinn, state_from_torch(module))
     trainer = PINNTrainer(pinn, train_config, batch.scale)
     return module, lit, pinn, trainer
@@ -700,7 +766,8 @@ def _check_model(case: ModelCase, seed: int, batch_size: int) -> list[CheckResul
         state_from_torch,
     )
 
-    batch = synthetic_batches(case.N, case.gridsize, batch_size, seed=seed)[0]
+    batch = synthetic_batches(case.N, case.gridsize, batch_size, seed=seed,
+                              probe_modes=case.probe_modes)[0]
     module, lit, pinn, trainer = _torch_pair(case, batch, seed)
     tb = _torch_batch(batch)
     with torch.no_grad():
@@ -786,6 +853,7 @@ RECIPES = {
     "adam": {},
     "cosine+clip": {"lr_schedule": "cosine", "lr_warmup_epochs": 1.0, "lr_min": 1e-4,
                     "grad_clip_norm": 20.0},
+    "probe_trainable": {"probe_trainable": True},
 }
 
 
@@ -826,7 +894,8 @@ def _loss_curves(case: ModelCase, steps: int, batch_size: int, n_batches: int, s
     from ptycho.parity.optim import torch_adam
 
     start = time.perf_counter()
-    batches = synthetic_batches(case.N, case.gridsize, batch_size, n_batches, seed=seed)
+    batches = synthetic_batches(case.N, case.gridsize, batch_size, n_batches, seed=seed,
+                                probe_modes=case.probe_modes)
     train_config = TrainingConfig(model=case.model_config(),
                                   nepochs=max(1, math.ceil(steps / n_batches)), **RECIPES[recipe])
     module, lit, pinn, trainer = _torch_pair(case, batches[0], seed, train_config)
@@ -925,17 +994,20 @@ LEVELS = ("full", "standard", "quick")
 OTHER_ARCHITECTURES = ("unet", "resnet", "ffno")
 
 
-def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str, str], ...]]:
-    """``(model cases, ((keras optimizer, steps, recipe, architecture), ...))`` at ``level``.
+def plan(level: str) -> tuple[tuple[ModelCase, ...],
+                              tuple[tuple[str, int, str, ModelCase], ...]]:
+    """``(model cases, ((keras optimizer, steps, recipe, model case), ...))`` at ``level``.
 
     full
-        All 16 model cases of every architecture; for cnn, 20-step loss curves with the
-        torch-rule and the trained Keras Adam and the torch-rule curve with the cosine schedule
-        and gradient clipping; for the others the torch-rule curve.
+        All 16 model cases of every architecture and the :data:`MIXED_STATE_CASES`; for cnn,
+        20-step loss curves with the torch-rule and the trained Keras Adam and the torch-rule
+        curve with the cosine schedule and gradient clipping; for the others the torch-rule
+        curve; the torch-rule curve of 3 trainable probe modes (cnn gs=2).
     standard
-        The 8 N=64 cases and N=128 gs=2 object_big probe_big of every architecture; the 20-step
-        torch-rule curves of cnn with constant rate and with cosine schedule + clipping, and
-        the constant-rate one of the others.
+        The 8 N=64 cases and N=128 gs=2 object_big probe_big of every architecture and the
+        mixed-state cases; the 20-step torch-rule curves of cnn with constant rate and with
+        cosine schedule + clipping, the constant-rate one of the others, and that of 3
+        trainable probe modes.
     quick
         cnn N=64 gs=2 object_big probe_big only; no loss curve.
     """
@@ -946,11 +1018,15 @@ def plan(level: str) -> tuple[tuple[ModelCase, ...], tuple[tuple[str, int, str, 
     cases = model_cases("cnn", level)
     for architecture in OTHER_ARCHITECTURES:
         cases += model_cases(architecture, level)
-    curves = (("torch_adam", 20, "adam", "cnn"),)
+    cases += MIXED_STATE_CASES
+    cnn = ModelCase(gridsize=2)
+    curves = (("torch_adam", 20, "adam", cnn),)
     if level == "full":
-        curves += (("keras_adam", 20, "adam", "cnn"),)
-    curves += (("torch_adam", 20, "cosine+clip", "cnn"),)
-    curves += tuple(("torch_adam", 20, "adam", a) for a in OTHER_ARCHITECTURES)
+        curves += (("keras_adam", 20, "adam", cnn),)
+    curves += (("torch_adam", 20, "cosine+clip", cnn),)
+    curves += tuple(("torch_adam", 20, "adam", ModelCase(gridsize=2, architecture=a))
+                    for a in OTHER_ARCHITECTURES)
+    curves += (("torch_adam", 20, "probe_trainable", MIXED_STATE_CASES[-1]),)
     return cases, curves
 
 
@@ -986,11 +1062,12 @@ def _run_checks(cases, curves, usable: list[str], errors: dict[str, str]) -> lis
         return rows
     for case in cases:
         rows += _guarded("model", case.label(), check_model, case)
-    for optimizer, steps, recipe, architecture in curves:
+    for optimizer, steps, recipe, case in curves:
         name = optimizer if recipe == "adam" else f"{optimizer}, {recipe}"
-        if architecture != "cnn":
-            name = f"{architecture}, {name}"
-        rows += _guarded("training", f"loss curve ({name})", check_loss_curves,
-                         ModelCase(gridsize=2, architecture=architecture), steps, optimizer,
-                         recipe)
+        if case.architecture != "cnn":
+            name = f"{case.architecture}, {name}"
+        if case.probe_modes > 1:
+            name = f"{case.probe_modes} probe modes, {name}"
+        rows += _guarded("training", f"loss curve ({name})", check_loss_curves, case, steps,
+                         optimizer, recipe)
     return rows

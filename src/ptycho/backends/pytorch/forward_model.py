@@ -145,6 +145,23 @@ def far_field_amplitude(psi: torch.Tensor) -> torch.Tensor:
     return torch.abs(spectrum) / n
 
 
+def mixed_state_amplitude(psi: torch.Tensor) -> torch.Tensor:
+    """``sqrt(sum_k |fftshift(fft2(psi_k))|**2) / N``, the modes ``k`` along dim 1.
+
+    The amplitude of the incoherent sum :func:`ptycho.physics.mixed_state_intensity`:
+    ``psi`` (B, M, C, N, N) complex (each mode's exit waves) -> (B, C, N, N) real. The square
+    root has a zero gradient where the intensity is 0 (instead of NaN).
+    """
+    n = psi.shape[-1]
+    spectrum = torch.fft.fft2(psi)
+    intensity = (spectrum.real ** 2 + spectrum.imag ** 2).sum(dim=1)
+    lit = intensity > 0
+    amplitude = torch.where(lit, torch.sqrt(torch.where(lit, intensity,
+                                                        torch.ones_like(intensity))),
+                            torch.zeros_like(intensity))
+    return torch.fft.fftshift(amplitude, dim=(-2, -1)) / n
+
+
 def smooth_field(field: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable 3x3 smoothing of real and imaginary parts, reflect padding (physics.smooth_field)."""
     kernel = torch.as_tensor(physics.gaussian_kernel_1d(sigma), dtype=field.real.dtype,
@@ -198,7 +215,8 @@ class IntensityScaler(nn.Module):
 class ProbeIllumination(nn.Module):
     """Exit wave ``probe * patch`` with optional smoothing and disk mask; the probe may train.
 
-    The complex probe is stored as a real ``(2, N, N)`` parameter (real, imaginary).
+    The complex probe is stored as a real ``(2, N, N)`` parameter (real, imaginary), a
+    mixed-state probe of M modes as ``(2, M, N, N)``.
     """
 
     def __init__(self, probe: np.ndarray, trainable: bool, mask: bool, smoothing_sigma: float):
@@ -210,14 +228,24 @@ class ProbeIllumination(nn.Module):
                                                      dtype=torch.float32))
         self.use_mask = mask
         self.smoothing_sigma = float(smoothing_sigma)
+        self.mixed_state = probe.ndim == 3
 
     def probe(self) -> torch.Tensor:
+        """The complex probe, (N, N), or (M, N, N) modes."""
         return torch.complex(self.probe_ri[0], self.probe_ri[1])
 
     def forward(self, patches: torch.Tensor, probe: torch.Tensor | None = None) -> torch.Tensor:
         """``patches`` (B, C, N, N) complex; ``probe`` (B, 1, N, N) complex, one per sample
-        (each sample's training scan), instead of this layer's own (N, N) probe."""
-        field = patches * (self.probe() if probe is None else probe)
+        (each sample's training scan), instead of this layer's own (N, N) probe.
+
+        Mixed state: the exit waves of every mode, (B, M, C, N, N), for
+        :func:`mixed_state_amplitude`; a per-sample ``probe`` is then (B, M, 1, N, N).
+        """
+        if self.mixed_state:
+            own = self.probe()[:, None]                                   # (M, 1, N, N)
+            field = patches[:, None] * (own if probe is None else probe)
+        else:
+            field = patches * (self.probe() if probe is None else probe)
         if self.smoothing_sigma > 0:
             field = smooth_field(field, self.smoothing_sigma)
         if self.use_mask:

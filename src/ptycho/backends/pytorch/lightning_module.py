@@ -73,7 +73,8 @@ class PINNLightning(L.LightningModule):
 
     Several training scans (batches with a ``scan`` index, from
     :class:`~ptycho.data.grouping.GroupedScans`): ``intensity_scale`` is their K scales
-    ``s_k`` and ``scan_probes`` (K, N, N) complex their normalised probes. The network input
+    ``s_k`` and ``scan_probes`` (K, N, N) complex their normalised probes ((K, M, N, N) for
+    M probe modes: each scan has M modes). The network input
     is ``s_1 * X`` (the model's scale starts at ``s_1``, so the network sees X whatever the
     scan); a sample of scan k is illuminated by its probe ``P_k`` and its predicted and
     measured amplitudes are multiplied by ``s_k / s_1``: counts ``(s_k X)**2`` against
@@ -111,7 +112,8 @@ class PINNLightning(L.LightningModule):
             patches = self.model.object_patches(x_scaled)
             return amplitude_phase_mae(patches, batch["truth"], self.truth_region)
         scan = batch.get("scan")
-        out = self.model(x_scaled, rel, None if scan is None else self.scan_probes[scan][:, None])
+        out = self.model(x_scaled, rel,
+                         None if scan is None else self.scan_probes[scan].unsqueeze(-3))
         if scan is not None:  # compare in each sample's own scan units: both times s_k / s_1
             ratio = self.scale_ratio[scan][:, None, None, None]
             out.amplitude, x_scaled = out.amplitude * ratio, x_scaled * ratio

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ptycho.backends.architecture import check_probe_shape
 from ptycho.backends.pytorch import forward_model as fm
 from ptycho.backends.pytorch.network import make_generator
 from ptycho.config.config import ModelConfig
@@ -36,11 +37,16 @@ class ForwardOutput:
 
 
 class PtychoPINN(nn.Module):
-    """Network + physics. Input ``s * X`` (B, C, N, N) and relative offsets (B, C, 2)."""
+    """Network + physics. Input ``s * X`` (B, C, N, N) and relative offsets (B, C, 2).
+
+    ``probe`` (N, N) complex, or (M, N, N) for ``config.probe_modes`` M > 1 (the amplitude is
+    then that of the incoherent sum of the modes' far fields).
+    """
 
     def __init__(self, config: ModelConfig, probe: np.ndarray, intensity_scale: float,
                  probe_trainable: bool = False, intensity_scale_trainable: bool = True):
         super().__init__()
+        check_probe_shape(probe, config)
         self.config = config
         # channels-last convolutions take oneDNN's fast path on CPU (about 2x, see benchmarks)
         self.generator = make_generator(config).to(memory_format=torch.channels_last)
@@ -71,11 +77,14 @@ class PtychoPINN(nn.Module):
 
     def forward(self, x_scaled: torch.Tensor, rel_xy: torch.Tensor,
                 probe: torch.Tensor | None = None) -> ForwardOutput:
-        """``probe`` (B, 1, N, N) complex: each sample's own probe (several training scans);
-        default the model's probe."""
+        """``probe`` (B, 1, N, N) complex, or (B, M, 1, N, N) modes: each sample's own probe
+        (several training scans); default the model's probe."""
         patches = self.object_patches(x_scaled)
         members, centre = self.place(patches, rel_xy)
-        amplitude = fm.far_field_amplitude(self.illumination(members, probe)) * self.scaler.scale()
+        field = self.illumination(members, probe)
+        far_field = (fm.mixed_state_amplitude(field) if self.illumination.mixed_state
+                     else fm.far_field_amplitude(field))
+        amplitude = far_field * self.scaler.scale()
         return ForwardOutput(patches=patches, object_centre=centre, member_patches=members,
                              amplitude=amplitude)
 

@@ -35,7 +35,15 @@ class TorchTrainedModel:
 
     @property
     def probe(self) -> np.ndarray:
+        """The (trained) probe, (N, N) or (M, N, N) modes, complex64."""
         return self.module.illumination.probe().detach().cpu().numpy().astype(np.complex64)
+
+    def set_probe(self, probe: np.ndarray) -> None:
+        """Replace the probe (same shape as :attr:`probe`), e.g. by its orthogonalised modes."""
+        probe = np.asarray(probe, np.complex64)
+        parameter = self.module.illumination.probe_ri
+        with torch.no_grad():
+            parameter.copy_(torch.as_tensor(np.stack([probe.real, probe.imag])))
 
     def payload_bytes(self) -> bytes:
         buffer = io.BytesIO()

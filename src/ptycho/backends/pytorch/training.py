@@ -178,7 +178,8 @@ def train_model(train: GroupedData | GroupedScans, validation: GroupedData | Non
                 ) -> TorchTrainedModel:
     """Train a PtychoPINN (see ``ptycho.backends.base``); return the best-epoch model.
 
-    Several scans (``train`` a :class:`GroupedScans`): ``probe`` (K, N, N) and
+    ``probe`` is (N, N), or (M, N, N) for ``probe_modes`` M > 1.
+    Several scans (``train`` a :class:`GroupedScans`): ``probe`` (K, N, N) (or (K, M, N, N)) and
     ``intensity_scale`` (K,) hold each scan's normalised probe and s; the model is built with
     the first scan's (see :class:`PINNLightning`).
 

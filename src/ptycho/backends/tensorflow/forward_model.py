@@ -267,6 +267,25 @@ def far_field_amplitude(psi: tf.Tensor) -> tf.Tensor:
     return tf.transpose(tf.abs(spectrum), (0, 2, 3, 1)) / n
 
 
+def mixed_state_amplitude(psi: tf.Tensor) -> tf.Tensor:
+    """``sqrt(sum_k |fftshift(fft2(psi_k))|**2) / N``, the modes ``k`` along axis 1.
+
+    The amplitude of the incoherent sum :func:`ptycho.physics.mixed_state_intensity`:
+    ``psi`` (B, M, N, N, C) complex64 or complex128 (each mode's exit waves, channels-last)
+    -> (B, N, N, C) real of the same precision. The square root has a zero gradient where
+    the intensity is 0 (instead of NaN).
+    """
+    real_dtype = psi.dtype.real_dtype
+    n = tf.cast(tf.shape(psi)[2], real_dtype)
+    spectrum = tf.signal.fft2d(tf.transpose(psi, (0, 1, 4, 2, 3)))        # (B, M, C, N, N)
+    intensity = tf.reduce_sum(tf.math.real(spectrum) ** 2 + tf.math.imag(spectrum) ** 2, axis=1)
+    lit = intensity > 0
+    amplitude = tf.where(lit, tf.sqrt(tf.where(lit, intensity, tf.ones_like(intensity))),
+                         tf.zeros_like(intensity))
+    amplitude = tf.signal.fftshift(amplitude, axes=(-2, -1))
+    return tf.transpose(amplitude, (0, 2, 3, 1)) / n
+
+
 def smooth_field(field: tf.Tensor, sigma: float) -> tf.Tensor:
     """Separable 3x3 smoothing of real and imaginary parts, reflect padding.
 
@@ -339,10 +358,12 @@ class ProbeIllumination(keras.layers.Layer):
     """Exit wave ``probe * patch`` with optional smoothing and disk mask; the probe may train.
 
     The complex probe is stored as one real ``(2, N, N)`` Keras weight ``probe_ri``
-    (real, imaginary), like the torch ``illumination.probe_ri``; the mask
-    (:func:`ptycho.physics.probe_mask`) is a constant, not a weight.
+    (real, imaginary), like the torch ``illumination.probe_ri``; a mixed-state probe of M
+    modes as ``(2, M, N, N)``. The mask (:func:`ptycho.physics.probe_mask`) is a constant,
+    not a weight.
 
-    ``call(patches (B, N, N, C) complex64) -> (B, N, N, C) complex64``.
+    ``call(patches (B, N, N, C) complex64) -> (B, N, N, C) complex64``; mixed state: the exit
+    waves of every mode, (B, M, N, N, C), for :func:`mixed_state_amplitude`.
     """
 
     def __init__(self, probe: np.ndarray, probe_trainable: bool, mask: bool,
@@ -350,24 +371,34 @@ class ProbeIllumination(keras.layers.Layer):
         super().__init__(**kwargs)
         probe = np.asarray(probe, np.complex64)
         n = probe.shape[-1]
-        self.probe_ri = self.add_weight(name="probe_ri", shape=(2, n, n), dtype="float32",
-                                        initializer="zeros", trainable=bool(probe_trainable))
+        self.probe_ri = self.add_weight(name="probe_ri", shape=(2,) + probe.shape,
+                                        dtype="float32", initializer="zeros",
+                                        trainable=bool(probe_trainable))
         self.probe_ri.assign(np.stack([probe.real, probe.imag]).astype(np.float32))
         self._mask = tf.constant(physics.probe_mask(n)[:, :, None], tf.float32)
         self.use_mask = bool(mask)
         self.smoothing_sigma = float(smoothing_sigma)
+        self.mixed_state = probe.ndim == 3
         self.built = True
 
     def probe(self) -> tf.Tensor:
-        """The complex probe, (N, N) complex64."""
+        """The complex probe, (N, N), or (M, N, N) modes, complex64."""
         ri = tf.convert_to_tensor(self.probe_ri)
         return tf.complex(ri[0], ri[1])
 
     def call(self, patches, probe=None):
-        """``probe`` (B, N, N, 1) complex64: one per sample (each sample's training scan)
-        instead of this layer's own probe."""
-        field = patches * (self.probe()[:, :, None] if probe is None else probe)
-        if self.smoothing_sigma > 0:
+        """``probe`` (B, N, N, 1) complex64 ((B, M, N, N, 1) modes): one per sample (each
+        sample's training scan) instead of this layer's own probe."""
+        if self.mixed_state:
+            own = self.probe()[None, :, :, :, None]                       # (1, M, N, N, 1)
+            field = patches[:, None] * (own if probe is None else probe)
+        else:
+            field = patches * (self.probe()[:, :, None] if probe is None else probe)
+        if self.smoothing_sigma > 0 and self.mixed_state:   # smooth each mode's (N, N, C)
+            shape = tf.shape(field)
+            flat = tf.reshape(field, tf.concat([[-1], shape[2:]], axis=0))
+            field = tf.reshape(smooth_field(flat, self.smoothing_sigma), shape)
+        elif self.smoothing_sigma > 0:
             field = smooth_field(field, self.smoothing_sigma)
         if self.use_mask:
             field = field * tf.cast(self._mask, field.dtype)

@@ -5,6 +5,7 @@ Weights (all tracked Keras variables, all saved by ``save_weights``)::
     generator.*              the Conv2D kernels and biases (see ``network``)
     scaler.log_scale         () float32, log of the intensity scale s
     illumination.probe_ri    (2, N, N) float32, real and imaginary parts of the probe
+                             ((2, M, N, N) for M probe modes)
 
 The torch ``PtychoPINN`` has the same parameters under the same names;
 :func:`torch_state_dict_mapping` pairs them (the torch buffer ``illumination.mask`` is a
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ptycho.backends.architecture import check_probe_shape
 from ptycho.backends.tensorflow import forward_model as fm
 from ptycho.backends.tensorflow.network import make_generator
 from ptycho.config.config import ModelConfig
@@ -41,7 +43,7 @@ class PtychoPINN(keras.Model):
     ----------
     config : ModelConfig
         ``N`` must be set (64, 128 or 256).
-    probe : ndarray, shape (N, N), complex
+    probe : ndarray, shape (N, N), or (M, N, N) for ``config.probe_modes`` M > 1, complex
         The normalised probe.
     intensity_scale : float
         Initial s.
@@ -53,6 +55,7 @@ class PtychoPINN(keras.Model):
                  probe_trainable: bool = False, intensity_scale_trainable: bool = True,
                  name: str = "ptychopinn"):
         super().__init__(name=name)
+        check_probe_shape(probe, config)
         self.model_config = config
         self.generator = make_generator(config, name="generator")
         self.scaler = fm.IntensityScaler(intensity_scale, intensity_scale_trainable, name="scaler")
@@ -91,13 +94,16 @@ class PtychoPINN(keras.Model):
         return fm.shift_single_patch(patches, rel_xy), patches
 
     def forward(self, x_scaled, local_offsets, probe=None) -> dict:
-        """The full forward pass (see the class docstring); ``probe`` (B, N, N, 1) complex64:
-        each sample's own probe (several training scans), default the model's."""
+        """The full forward pass (see the class docstring); ``probe`` (B, N, N, 1) complex64
+        ((B, M, N, N, 1) modes): each sample's own probe (several training scans), default
+        the model's."""
         rel_xy = fm.offsets_to_rel(local_offsets)
         patches = self.object_patches(x_scaled)
         members, centre = self.place(patches, rel_xy)
-        amplitude = fm.far_field_amplitude(self.illumination(members, probe=probe)) \
-            * self.scaler.scale()
+        field = self.illumination(members, probe=probe)
+        far_field = (fm.mixed_state_amplitude(field) if self.illumination.mixed_state
+                     else fm.far_field_amplitude(field))
+        amplitude = far_field * self.scaler.scale()
         return {"patches": patches, "object_centre": centre, "member_patches": members,
                 "amplitude": amplitude}
 

@@ -128,7 +128,8 @@ class PINNTrainer(keras.Model):
 
     Several training scans (batches ending with the int64 ``scan`` of each sample, from a
     ``GroupedScans``): ``intensity_scale`` holds their K scales ``s_k`` and ``scan_probes``
-    (K, N, N) complex their normalised probes; as the torch ``PINNLightning``, the network
+    (K, N, N) complex their normalised probes ((K, M, N, N) with M probe modes); as the torch
+    ``PINNLightning``, the network
     input is ``s_1 * X``, a sample of scan k is illuminated by ``P_k`` and its predicted and
     measured amplitudes are multiplied by ``s_k / s_1``.
     """
@@ -171,7 +172,7 @@ class PINNTrainer(keras.Model):
         if self.supervised:
             patches = self.pinn.object_patches(x_scaled)
             return amplitude_phase_mae(patches, truth, self.truth_region)
-        probe = None if scan is None else tf.gather(self.scan_probes, scan)[:, :, :, None]
+        probe = None if scan is None else tf.gather(self.scan_probes, scan)[..., None]
         out = self.pinn.forward(x_scaled, offsets, probe=probe)
         amplitude = out["amplitude"]
         if scan is not None:  # compare in each sample's own scan units: both times s_k / s_1
@@ -459,8 +460,13 @@ class TFTrainedModel:
 
     @property
     def probe(self) -> np.ndarray:
-        """The trained probe, (N, N) complex64."""
+        """The trained probe, (N, N) or (M, N, N) modes, complex64."""
         return self.module.illumination.probe().numpy().astype(np.complex64)
+
+    def set_probe(self, probe: np.ndarray) -> None:
+        """Replace the probe (same shape as :attr:`probe`), e.g. by its orthogonalised modes."""
+        probe = np.asarray(probe, np.complex64)
+        self.module.illumination.probe_ri.assign(np.stack([probe.real, probe.imag]))
 
     def payload_bytes(self) -> bytes:
         """The bytes of a Keras ``.weights.h5`` file holding every weight of the model."""
@@ -549,7 +555,8 @@ def train_model(train: GroupedData | GroupedScans, validation: GroupedData | Non
         per scan, and the model is built with the first scan's (see :class:`PINNTrainer`).
     validation : GroupedData or None
     probe : ndarray, shape (N, N), or (K, N, N) for K scans, complex
-        The normalised probe (``physics.normalize_probe``).
+        The normalised probe (``physics.normalize_probe``); with ``probe_modes`` M > 1
+        (M, N, N), or (K, M, N, N) for K scans.
     intensity_scale : float, or ndarray (K,) for K scans
         The dataset's s = sqrt(nphotons) / (N/2); also the initial trainable scale.
     config : TrainingConfig
@@ -659,7 +666,7 @@ def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TFTrainedMo
         The archive manifest (``model_config`` dict, ``intensity_scale``, ``history``).
     payload : bytes
         Contents of the archive member ``model.weights.h5``.
-    probe : ndarray, shape (N, N), complex
+    probe : ndarray, shape (N, N) or (M, N, N), complex
         The archived probe (the weights file holds the trained probe too; it wins).
 
     Raises
