@@ -5,11 +5,17 @@ Members::
     manifest.json   format version, backend, versions, creation time (ISO 8601 UTC), full model
                     and training configuration, N, gridsize, intensity scale, normalisation,
                     history summary, and the sha256 of every other member
-    probe.npy       the (trained) normalised probe, complex64 (N, N)
+    probe.npy       the (trained) normalised probe, complex64 (N, N); a mixed-state model
+                    (``model_config.probe_modes`` M > 1) stores its M modes, (M, N, N)
     weights.*       backend payload (torch state dict loaded with weights_only=True, or Keras
                     ``model.weights.h5`` loaded into a model rebuilt from the manifest)
     probes.npy      only for a model trained on K > 1 scans: their normalised probes,
-                    complex64 (K, N, N), in the order of the manifest's ``training_scans``
+                    complex64 (K, N, N) ((K, M, N, N) with M probe modes), in the order of
+                    the manifest's ``training_scans``
+
+Archives without ``model_config.probe_modes`` (written before mixed-state probes) are
+single-mode models (the ModelConfig default 1), and a single-mode archive is written exactly
+as before.
 
 A model trained on several scans (a library) is the same network with the same weights
 layout: ``probe.npy`` and the model's probe are the first scan's, and ``intensity_scale``
@@ -41,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from ptycho import physics
 from ptycho.errors import ArchiveError, InputError
 from ptycho.fileio import atomic_path
 
@@ -63,7 +70,8 @@ class ModelArchive:
     payload: bytes
     source: str
     probes: np.ndarray | None = None
-    """(K, N, N) complex: the probes of the K > 1 training scans, else None."""
+    """(K, N, N) complex ((K, M, N, N) with M probe modes): the probes of the K > 1 training
+    scans, else None."""
 
 
 def training_scan_count(manifest: dict) -> int:
@@ -156,7 +164,8 @@ def write_archive(output_dir: str | Path, model, training_config, *, nphotons: f
     """Write ``<output_dir>/wts.h5.zip`` atomically and return its path.
 
     A model trained on K > 1 scans also passes ``training_scans`` (K JSON-ready records) and
-    ``probes`` ((K, N, N) complex, their normalised probes); see the module docstring.
+    ``probes`` ((K, N, N) complex, or (K, M, N, N) with M probe modes: their normalised
+    probes); see the module docstring.
     """
     probe_bytes = _npy_bytes(model.probe)
     probes_bytes = _npy_bytes(probes) if probes is not None else None
@@ -341,20 +350,22 @@ def read_archive(path: str | Path) -> ModelArchive:
     except Exception as exc:  # ValueError, EOFError, ... from a malformed .npy
         raise ArchiveError("invalid probe", f"{source}:{PROBE_NAME}", "a complex .npy array",
                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    n = manifest["model_config"].get("N", 64)
-    if not isinstance(probe, np.ndarray) or probe.shape != (n, n) or probe.dtype.kind not in "fc" \
+    shape = physics.probe_shape(manifest["model_config"].get("N", 64),
+                                manifest["model_config"].get("probe_modes", 1))
+    if not isinstance(probe, np.ndarray) or probe.shape != shape or probe.dtype.kind not in "fc" \
             or not np.all(np.isfinite(probe)):
         raise ArchiveError("invalid probe", f"{source}:{PROBE_NAME}",
-                           f"a finite complex ({n}, {n}) array like the model's N",
+                           f"a finite complex {shape} array like the model's N"
+                           + (" and probe_modes" if len(shape) == 3 else ""),
                            f"{getattr(probe, 'dtype', '?')} array of shape "
                            f"{getattr(probe, 'shape', '?')}")
-    probes = _read_probes(members[PROBES_NAME], manifest, f"{source}:{PROBES_NAME}", n) \
+    probes = _read_probes(members[PROBES_NAME], manifest, f"{source}:{PROBES_NAME}", shape) \
         if library else None
     return ModelArchive(manifest=manifest, probe=probe, payload=members[payload_name],
                         source=source, probes=probes)
 
 
-def _read_probes(data: bytes, manifest: dict, where: str, n: int) -> np.ndarray:
+def _read_probes(data: bytes, manifest: dict, where: str, shape: tuple[int, ...]) -> np.ndarray:
     """The ``probes.npy`` of a model trained on several scans, checked against the manifest."""
     scans = manifest.get("training_scans")
     if not isinstance(scans, list) or len(scans) < 2 or \
@@ -367,7 +378,7 @@ def _read_probes(data: bytes, manifest: dict, where: str, n: int) -> np.ndarray:
     except Exception as exc:  # ValueError, EOFError, ... from a malformed .npy
         raise ArchiveError("invalid probes", where, "a complex .npy array",
                            f"{type(exc).__name__}: {str(exc)[:200]}") from None
-    expected = (len(scans), n, n)
+    expected = (len(scans), *shape)
     if not isinstance(probes, np.ndarray) or probes.shape != expected \
             or probes.dtype.kind not in "fc" or not np.all(np.isfinite(probes)):
         raise ArchiveError("invalid probes", where,

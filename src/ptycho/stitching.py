@@ -209,9 +209,11 @@ def stitch_patches(patches: np.ndarray, offsets_xy: np.ndarray, M: int = DEFAULT
 def probe_weight(probe: np.ndarray, M: int) -> np.ndarray:
     """Illumination weight of the central M x M crop: ``|P|**2`` scaled to a maximum of 1.
 
+    A mixed-state probe weights by its summed mode intensity ``sum_k |P_k|**2``.
+
     Parameters
     ----------
-    probe : ndarray, shape (N, N), complex
+    probe : ndarray, shape (N, N) or (modes, N, N), complex
     M : int, 1..N
 
     Returns
@@ -223,7 +225,9 @@ def probe_weight(probe: np.ndarray, M: int) -> np.ndarray:
     if not 0 < M <= n:
         raise ValueError(f"crop size M={M} must be in 1..{n}")
     start = n // 2 - M // 2
-    intensity = np.abs(probe[start:start + M, start:start + M]).astype(np.float64) ** 2
+    intensity = np.abs(probe[..., start:start + M, start:start + M]).astype(np.float64) ** 2
+    if intensity.ndim == 3:
+        intensity = intensity.sum(axis=0)
     peak = float(intensity.max())
     if not peak > 0:
         raise ValueError("the probe is zero in the central crop; cannot weight by it")

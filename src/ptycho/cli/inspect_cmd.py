@@ -162,6 +162,7 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
         "measurement": {"domain": scan.measured_domain, "reason": scan.measured_reason},
         "bad_pixels": None if scan.bad_pixels is None else int(np.count_nonzero(scan.bad_pixels)),
         "saturation_counts": scan.saturation_counts,
+        "probe_mode_power": _mode_power(scan.probe_stack()),
         "probe": {
             "shape": [int(s) for s in probe.shape],
             "power": float(np.sum(magnitude ** 2)),
@@ -176,6 +177,19 @@ def _inspect_scan(path: Path, args: argparse.Namespace | None = None) -> dict[st
         "simulation": simulation or None,
         "notes": list(scan.notes),
     }
+
+
+def _mode_power(probe) -> list[float]:
+    """Each probe mode's share of the total power ``sum |P_k|**2`` ([1.0] for one mode)."""
+    from ptycho import physics
+
+    powers = physics.mode_powers(probe)
+    return [float(p) for p in powers / powers.sum()]
+
+
+def _format_mode_power(shares: list[float]) -> str:
+    return (f"{len(shares)} incoherent modes, power "
+            + ", ".join(f"{100 * share:.1f} %" for share in shares))
 
 
 def _short(value: Any) -> str:
@@ -204,6 +218,9 @@ def _format_scan(summary: dict[str, Any]) -> str:
                         f"{probe['phase_min']:.3f} .. {probe['phase_max']:.3f} rad where "
                         f"|P| > 10% of max")),
     ]
+    if len(summary.get("probe_mode_power") or []) > 1:
+        rows.append(("probe modes", _format_mode_power(summary["probe_mode_power"])
+                     + " (probe power above: mode 0)"))
     if summary.get("bad_pixels") is not None:
         rows.append(("bad pixels", f"{summary['bad_pixels']} of {summary['N'] ** 2} (left out "
                                    "of every pattern)"))
@@ -253,7 +270,8 @@ def _inspect_archive(path: Path, args: argparse.Namespace | None = None) -> dict
         "gridsize": manifest.get("gridsize"), "intensity_scale": manifest.get("intensity_scale"),
         "nphotons": manifest.get("nphotons"), "model_config": manifest.get("model_config"),
         "history_summary": manifest.get("history_summary"),
-        "probe_shape": list(archive.probe.shape), "payload": manifest.get("payload"),
+        "probe_shape": list(archive.probe.shape), "probe_mode_power": _mode_power(archive.probe),
+        "payload": manifest.get("payload"),
         "payload_bytes": len(archive.payload), "members_verified": sorted(manifest.get("files", {})),
         "training_scans": manifest.get("training_scans") if archive.probes is not None else None,
     }
@@ -269,6 +287,8 @@ def _format_archive(summary: dict[str, Any]) -> str:
                     f"(format {summary['format_version']})"),
         ("N, gridsize", f"{summary['N']}, {summary['gridsize']}"),
         ("architecture", model.get("architecture", "cnn (not recorded)")),
+        ("probe", _format_mode_power(summary["probe_mode_power"])
+         if len(summary["probe_mode_power"]) > 1 else "1 mode (coherent)"),
         ("model", ", ".join(f"{k}={_short(v)}" for k, v in model.items())),
         ("intensity scale", f"{summary['intensity_scale']:.6g} (nphotons {summary['nphotons']:.4g})"),
         ("training", ", ".join(f"{k}={_short(v)}" for k, v in history.items()) or "n/a"),

@@ -21,6 +21,7 @@ REFINE_FLAGS = {
     "refine_positions": "--refine-positions",
     "probe_start_iteration": "--probe-start-iteration",
     "position_start_iteration": "--position-start-iteration",
+    "probe_modes": "--probe-modes",
     "seed": "--seed",
     "device": "--device",
 }
@@ -72,6 +73,10 @@ def add_solver_options(parser, flags: dict[str, str], help_prefix: str = "") -> 
         "position_start_iteration": dict(type=int, metavar="K",
                                          help="first iteration (0-based) with position updates "
                                               "(default: %(default)s)"),
+        "probe_modes": dict(type=int, metavar="M",
+                            help="incoherent probe modes: the scan's modes, missing ones made "
+                                 "from mode 0, orthogonalised; all refined with --refine-probe "
+                                 "(default: %(default)s)"),
         "seed": dict(type=int, metavar="S",
                      help="seed of the minibatch order (default: %(default)s)"),
         "device": dict(type=str, choices=["auto", "cpu", "cuda"],

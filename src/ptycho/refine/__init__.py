@@ -71,8 +71,9 @@ class RefineResult:
     weight : ndarray, shape (H, W), float32
         Summed probe intensity ``sum_m |P|**2`` at the final positions, 0 where below
         ``LIT_FRACTION`` of its maximum (pixels the scan did not reconstruct).
-    probe : ndarray, shape (N, N), complex64
-        The probe of the forward model (normalised and scaled to the counts; refined when asked).
+    probe : ndarray, shape (N, N), or (M, N, N) incoherent modes, complex64
+        The probe of the forward model (normalised and scaled to the counts; refined when
+        asked; modes orthogonal and ordered by power after probe updates).
     positions_xy : ndarray, shape (M, 2), float64
         Final ``[x, y]`` positions in object pixels (refined when asked).
     history : dict of lists
@@ -114,8 +115,10 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
     initial : InitialObject, optional
         Starting object; default a flat object (all ones).
     options : RefineOptions, optional
-    probe : ndarray, shape (N, N), complex, optional
-        Starting probe instead of ``scan.probe``.
+    probe : ndarray, shape (N, N) or (M, N, N), complex, optional
+        Starting probe (all its modes) instead of the scan's; default
+        ``scan.initial_probe(options.probe_modes)`` (mode 0 for one mode, else the modes the
+        scan gives, completed and orthogonalised: :func:`ptycho.physics.initial_probe_modes`).
     on_iteration : callable(iteration, snapshot) -> dict, optional
         Called after every iteration with a :class:`RefineResult` snapshot whose ``history``
         holds the rows so far (the current one with ``iteration``, ``misfit`` and ``time_s``);
@@ -134,10 +137,11 @@ def refine(scan, initial: InitialObject | None = None, options: RefineOptions | 
     from ptycho.backends.pytorch import solver
 
     n = scan.N
-    probe = np.asarray(scan.probe if probe is None else probe, np.complex128)
-    if probe.shape != (n, n):
-        raise InputError("shape mismatch", "probe", f"shape ({n}, {n}) like the patterns",
-                         f"shape {probe.shape}")
+    probe = np.asarray(scan.initial_probe(options.probe_modes) if probe is None else probe,
+                       np.complex128)
+    if probe.shape[-2:] != (n, n) or probe.ndim not in (2, 3):
+        raise InputError("shape mismatch", "probe", f"shape ({n}, {n}) or (modes, {n}, {n}) "
+                         f"like the patterns", f"shape {probe.shape}")
     positions = np.column_stack([scan.xcoords, scan.ycoords]).astype(np.float64)
     geometry = canvas_for_positions(positions, n, options.max_position_correction_px)
     if initial is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from ptycho.config.config import MAX_PROBE_MODES
 from ptycho.errors import InputError
 
 NOISE_MODELS = ("gaussian", "poisson")
@@ -61,6 +62,13 @@ class RefineOptions:
     max_position_correction_px : float, > 0
         Largest total correction of a position from its start (pixels, per axis); also the
         margin the object canvas keeps around the scan.
+    probe_modes : int, 1 to 16
+        Incoherent probe modes M of the forward model, ``I = sum_k |F(P_k o)|**2``, when the
+        solver starts from the scan's probe (a starting probe given to
+        :func:`ptycho.refine.refine` brings its own modes): the scan's modes, completed from
+        mode 0 and orthogonalised (:func:`ptycho.physics.initial_probe_modes`). With
+        ``refine_probe`` every mode is refined and they are orthogonalised after each
+        iteration.
     seed : int, >= 0
         Seed of the minibatch order: equal seeds give equal results on the same device.
     device : {'auto', 'cpu', 'cuda'}
@@ -82,6 +90,7 @@ class RefineOptions:
     position_start_iteration: int = 2
     max_position_step_px: float = 0.5
     max_position_correction_px: float = 8.0
+    probe_modes: int = 1
     seed: int = 0
     device: str = "auto"
 
@@ -91,6 +100,10 @@ class RefineOptions:
             _require_int(self, name, minimum=1)
         for name in ("probe_start_iteration", "position_start_iteration", "seed"):
             _require_int(self, name, minimum=0)
+        _require_int(self, "probe_modes", minimum=1)
+        if self.probe_modes > MAX_PROBE_MODES:
+            raise InputError("invalid value", "probe_modes",
+                             f"an integer from 1 to {MAX_PROBE_MODES}", repr(self.probe_modes))
         for name in ("object_step", "probe_step", "max_position_step_px",
                      "max_position_correction_px"):
             _require_positive(self, name)

@@ -72,10 +72,10 @@ def reconstruct(model, scan: Scan, *, batch_size: int = DEFAULT_PREDICT_BATCH, n
         Return the whole predicted patches in ``InferenceResult.patches`` (n, N, N) (memory:
         n * N * N * 8 bytes). Without them the model is asked only for the central
         ``crop_px`` pixels that stitching uses (``central_px``, faster for gridsize 1).
-    probe : ndarray, shape (N, N), complex, optional
-        The probe whose intensity weights the stitching (``stitch_weight='probe'``; only
-        its shape matters, not its scale); default ``model.probe``. See
-        :func:`stitching_probe`.
+    probe : ndarray, shape (N, N) or (M, N, N), complex, optional
+        The probe whose intensity (summed over the modes of a mixed-state probe) weights the
+        stitching (``stitch_weight='probe'``; only its shape matters, not its scale); default
+        ``model.probe``. See :func:`stitching_probe`.
 
     The scan is normalised with its own factor (``GroupedData.from_scan``) and its patterns
     are fed as ``X * model.intensity_scale``, which the network divides by its own scale: the
@@ -124,13 +124,15 @@ def stitching_probe(model, scan: Scan, training_scans: int = 1) -> np.ndarray:
     A model trained on one scan keeps that experiment's (possibly trained) probe,
     ``model.probe``, as before. A model trained on several scans (``training_scans`` > 1,
     :func:`ptycho.archive.training_scan_count`) has no probe of its own for a new experiment:
-    the scan's own probe, normalised as in training (``ModelConfig.probe_scale``), shape
-    (N, N) complex.
+    the scan's own probe, made and normalised as in training (:meth:`Scan.initial_probe`
+    for ``ModelConfig.probe_modes``, ``probe_scale``), shape (N, N), or (M, N, N) modes,
+    complex.
     """
     if training_scans > 1:
         from ptycho import physics
 
-        return physics.normalize_probe(scan.probe, model.model_config.probe_scale)
+        cfg = model.model_config
+        return physics.normalize_probe(scan.initial_probe(cfg.probe_modes), cfg.probe_scale)
     return model.probe
 
 
@@ -164,9 +166,9 @@ def refine_reconstruction(result: InferenceResult, scan: Scan, options=None, *, 
     scan : Scan
         The scan that was reconstructed (patterns, positions and probe).
     options : ptycho.refine.RefineOptions, optional
-    probe : ndarray, shape (N, N), complex, optional
+    probe : ndarray, shape (N, N) or (M, N, N), complex, optional
         Starting probe instead of ``scan.probe``, e.g. the model's trained probe
-        (``model.probe``), which ``ptychopinn infer --refine-iterations`` uses.
+        (``model.probe``, all its modes), which ``ptychopinn infer --refine-iterations`` uses.
     on_iteration : callable, optional
         Passed to :func:`ptycho.refine.refine`.
 

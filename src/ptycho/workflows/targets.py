@@ -40,7 +40,7 @@ def default_target_weight(nphotons: float, N: int) -> float:
 
 
 def solver_targets(scan: Scan, iterations: int, probe_scale: float, nphotons: float,
-                   seed: int = 0):
+                   seed: int = 0, probe_modes: int = 1):
     """The training scan with the solver's reconstruction as ``object_guess``.
 
     Parameters
@@ -55,6 +55,9 @@ def solver_targets(scan: Scan, iterations: int, probe_scale: float, nphotons: fl
         Photons per pattern of the training's Poisson model (sets the intensity scale s).
     seed : int
         Seed of the solver's minibatch order.
+    probe_modes : int
+        The model's ``ModelConfig.probe_modes``: the solver runs with the same starting modes
+        (:meth:`Scan.initial_probe`).
 
     Returns
     -------
@@ -67,12 +70,12 @@ def solver_targets(scan: Scan, iterations: int, probe_scale: float, nphotons: fl
     from ptycho.refine import RefineOptions, refine
     from ptycho.refine.canvas import canvas_for_positions, resample_onto
 
-    options = RefineOptions(seed=seed)
+    options = RefineOptions(seed=seed, probe_modes=probe_modes)
     if iterations:
         options.iterations = int(iterations)
     result = refine(scan, options=options)
     n = scan.N
-    network_probe = physics.normalize_probe(scan.probe, probe_scale)
+    network_probe = physics.normalize_probe(scan.initial_probe(probe_modes), probe_scale)
     probe_ratio = float(np.linalg.norm(result.probe) / np.linalg.norm(network_probe))
     amplitude_ratio = probe_ratio / physics.intensity_scale(nphotons, n)
     lit = result.weight > 0

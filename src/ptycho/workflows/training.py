@@ -66,7 +66,8 @@ class TrainingScan:
     nphotons: float
     """Photons per pattern of its Poisson model (measured unless ``nphotons`` was given)."""
     probe: np.ndarray
-    """(N, N) complex64: its probe normalised by ``ModelConfig.probe_scale``."""
+    """(N, N) complex: its probe normalised by ``ModelConfig.probe_scale``; (M, N, N) for
+    ``probe_modes`` M > 1 (:meth:`Scan.initial_probe`, normalised by the total power)."""
 
     @property
     def intensity_scale(self) -> float:
@@ -192,7 +193,7 @@ def _with_solver_targets(scan: Scan, iterations: int, config: TrainingConfig,
 
     started = time.perf_counter()
     target_scan, result = solver_targets(scan, iterations, config.model.probe_scale, nphotons,
-                                         seed=config.seed)
+                                         seed=config.seed, probe_modes=config.model.probe_modes)
     log.info("training targets of %s: %d solver iterations in %.1f s (misfit %.4g)",
              Path(scan.source).name, len(result.history["iteration"]),
              time.perf_counter() - started, result.history["misfit"][-1])
@@ -211,8 +212,32 @@ def _prepare(scan: Scan, config: TrainingConfig, solver_iterations: int | None) 
         scan, config.model.gridsize, neighbor_count=config.neighbor_count,
         n_groups=config.n_subsample or config.n_groups, seed=seed,
         sequential=config.sequential_sampling, enable_oversampling=config.enable_oversampling)
-    probe = physics.normalize_probe(scan.probe, config.model.probe_scale)
+    probe = physics.normalize_probe(scan.initial_probe(config.model.probe_modes),
+                                    config.model.probe_scale)
+    if config.model.probe_modes > 1:
+        _log_modes(scan, probe, config)
     return TrainingScan(scan=scan, grouped=grouped, nphotons=nphotons, probe=probe)
+
+
+def _log_modes(scan: Scan, probe: np.ndarray, config: TrainingConfig) -> None:
+    """Say where the probe modes of a mixed-state model come from and what power they carry."""
+    given = len(scan.probe_stack())
+    modes = config.model.probe_modes
+    origin = (f"{min(given, modes)} of the {given} modes given" if given >= modes else
+              f"the {given} given and {modes - given} made from mode 0")
+    powers = physics.mode_powers(probe)
+    log.info("probe of %s: %d incoherent modes (%s), orthogonalised; power %s; %s",
+             Path(scan.source).name, modes, origin,
+             ", ".join(f"{100 * p:.1f} %" for p in powers / powers.sum()),
+             "trained with the network (orthogonalised again after training)"
+             if config.probe_trainable else "fixed (--probe_trainable trains them)")
+
+
+def _orthogonalize_trained_probe(model, config: TrainingConfig) -> None:
+    """Trained modes back to orthogonal modes ordered by power (same density matrix, so the
+    same predictions); a single or fixed probe is left as it is."""
+    if model is not None and config.model.probe_modes > 1 and config.probe_trainable:
+        model.set_probe(physics.orthogonalize_modes(model.probe))
 
 
 def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
@@ -303,11 +328,13 @@ def train(config: TrainingConfig, execution: ExecutionConfig | None = None, *,
             model = backend.train_model(grouped, None, probe, scale, config, execution,
                                         output_dir, **kwargs)
         except runcontrol.StopTraining as stop:
+            _orthogonalize_trained_probe(stop.model, config)
             rank_zero = is_global_zero(stop.model)
             error = _stopped(stop, config, output_dir, scans, fingerprint,
                              write_outputs and rank_zero)
             error.is_global_zero = rank_zero  # the CLI reports rank 0's error only
             raise error from None
+    _orthogonalize_trained_probe(model, config)
     if signals.signum is not None:
         log.warning("%s arrived as training finished; the outputs are complete",
                     runcontrol.signal_name(signals.signum))

@@ -21,6 +21,16 @@ for the Gaussian model) drives
   bilinear sampling is piecewise constant in the shift, and its misfit has stationary points
   inside pixel cells where half of the positions of a 2 px-perturbed scan got stuck.)
 
+Mixed-state probe (modes ``P_k``, (M, N, N)): ``I_m = sum_k |Psi_mk|**2`` with
+``Psi_mk = fft2(P_k o_m) / N``. The correction factor of each pixel comes from the summed
+intensity and applies to every mode's spectrum (``chi_k = Psi_k (a / sqrt(I) - 1)``, the
+mixed-state modulus projection; Poisson alike); the object update sums
+``conj(P_k) chi_k`` over the modes over ``sum_k |P_k|**2``, each mode's probe update is the
+single-mode one with its own ``chi_k``, and the position Jacobian is
+``sum_k Re(conj(Psi_k) F(P_k do/dx)) / sqrt(I)``. After every iteration that updated the
+probe its modes are orthogonalised again (:func:`ptycho.physics.orthogonalize_modes`, the
+same density matrix). An (N, N) probe runs exactly the single-mode arithmetic.
+
 The tests compare these gradients with autograd of the same forward model and the forward
 model with :mod:`ptycho.physics` in float64.
 """
@@ -49,7 +59,7 @@ class SolverState:
     Attributes
     ----------
     obj : Tensor, shape (H, W), complex
-    probe : Tensor, shape (N, N), complex
+    probe : Tensor, shape (N, N), or (M, N, N) incoherent modes, complex
     origin_rc : Tensor, shape (M, 2), float64, canvas ``[row, col]`` of each patch's first pixel
     """
 
@@ -126,7 +136,8 @@ def exit_wave_correction(spectrum: torch.Tensor, measured: torch.Tensor,
 
     Parameters
     ----------
-    spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N`` (DC at [0, 0])
+    spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N`` (DC at [0, 0]); or
+        (B, M, N, N), one per probe mode (the intensity is their summed ``|Psi_k|**2``)
     measured : Tensor, shape (B, N, N), real, measured amplitudes ``sqrt(counts)``, same layout
     valid : Tensor, shape (N, N) or (B, N, N), bool, or None
         Detector pixels that count (of every pattern, or of each: :func:`frame_mask`);
@@ -135,7 +146,7 @@ def exit_wave_correction(spectrum: torch.Tensor, measured: torch.Tensor,
 
     Returns
     -------
-    chi_hat : Tensor, shape (B, N, N), complex
+    chi_hat : Tensor, shape of ``spectrum``, complex
         Gaussian: ``Psi (a / |Psi| - 1)`` (so ``Psi + chi_hat`` has the measured modulus);
         Poisson: ``Psi (y / I - 1) / 2`` (the Poisson gradient, which equals the Gaussian one
         to first order near the solution).
@@ -143,6 +154,9 @@ def exit_wave_correction(spectrum: torch.Tensor, measured: torch.Tensor,
         Gaussian: ``sum (|Psi| - a)**2``; Poisson: ``sum I - y log I`` (no log y!).
     """
     intensity = spectrum.real ** 2 + spectrum.imag ** 2
+    mixed_state = spectrum.ndim == 4
+    if mixed_state:
+        intensity = intensity.sum(dim=1)
     if noise_model == "gaussian":
         modulus = torch.sqrt(intensity)
         ratio = measured / torch.clamp(modulus, min=1e-12)
@@ -156,7 +170,7 @@ def exit_wave_correction(spectrum: torch.Tensor, measured: torch.Tensor,
     if valid is not None:
         factor = factor * valid
         terms = terms * valid
-    return spectrum * factor, terms.sum()
+    return spectrum * (factor[:, None] if mixed_state else factor), terms.sum()
 
 
 def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
@@ -170,19 +184,28 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
 
     Parameters
     ----------
-    spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N``
+    spectrum : Tensor, shape (B, N, N), complex, ``fft2(psi) / N``; (B, M, N, N) for M modes
     measured : Tensor, shape (B, N, N), real, measured amplitudes, same layout
     valid : Tensor, shape (N, N) or (B, N, N), bool, or None
-    probe : Tensor, shape (N, N), complex
+    probe : Tensor, shape (N, N), or (M, N, N) modes, complex
     d_row, d_col : Tensor, shape (B, N, N), complex, derivatives of the patches along rows
         and columns (pixels)
     """
-    modulus = torch.abs(spectrum)
-    phase = spectrum / torch.clamp(modulus, min=1e-12)
+    mixed_state = spectrum.ndim == 4
+    if mixed_state:
+        modulus = torch.sqrt((spectrum.real ** 2 + spectrum.imag ** 2).sum(dim=1))
+        weighted = spectrum / torch.clamp(modulus, min=1e-12)[:, None]
+    else:
+        modulus = torch.abs(spectrum)
+        weighted = spectrum / torch.clamp(modulus, min=1e-12)
     residual = measured - modulus
     columns = []
     for derivative in (d_row, d_col):
-        column = (phase.conj() * torch.fft.fft2(probe * derivative, norm="ortho")).real
+        if mixed_state:
+            column = (weighted.conj() * torch.fft.fft2(probe * derivative[:, None],
+                                                       norm="ortho")).real.sum(dim=1)
+        else:
+            column = (weighted.conj() * torch.fft.fft2(probe * derivative, norm="ortho")).real
         columns.append(column if valid is None else column * valid)
     j_row, j_col = columns
     if valid is not None:
@@ -268,8 +291,7 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
             windows = PatchWindows(state.origin_rc[batch], (height, width), n, real_dtype)
             window = windows.window(state.obj)
             patches = windows.patches(window)
-            psi = state.probe * patches
-            spectrum = torch.fft.fft2(psi, norm="ortho")
+            spectrum = torch.fft.fft2(exit_waves(state.probe, patches), norm="ortho")
             mask = frame_mask(valid_t, amplitude, saturation)
             chi_hat, misfit = exit_wave_correction(spectrum, amplitude, mask, options.noise_model)
             misfit_sum += float(misfit)
@@ -289,6 +311,9 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
                 low = start_rc[batch] - limit
                 high = start_rc[batch] + limit
                 state.origin_rc[batch] = torch.minimum(torch.maximum(moved, low), high)
+        if update_probe and state.probe.ndim == 3:
+            state.probe = torch.from_numpy(physics.orthogonalize_modes(
+                state.probe.cpu().numpy())).to(state.probe.device, state.probe.dtype)
         if before is not None:
             change = state.obj - before
             velocity = change if velocity is None else options.momentum * velocity + change
@@ -323,11 +348,19 @@ def step_schedule(iteration: int, options) -> float:
     return cosine.factor(iteration - (options.iterations - decay) + 1)
 
 
+def exit_waves(probe: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    """``P * o_m``: (B, N, N) for an (N, N) probe, (B, M, N, N) for (M, N, N) modes."""
+    return probe * (patches[:, None] if probe.ndim == 3 else patches)
+
+
 def _update_object(state: SolverState, windows: PatchWindows, chi: torch.Tensor,
                    options, step_scale: float) -> None:
     probe = state.probe
     correction = probe.conj() * chi
-    illumination = (probe.real ** 2 + probe.imag ** 2).expand(chi.shape)
+    power = probe.real ** 2 + probe.imag ** 2
+    if probe.ndim == 3:  # modes: sum_k conj(P_k) chi_k over sum_k |P_k|**2
+        correction, power = correction.sum(dim=1), power.sum(dim=0)
+    illumination = power.expand(correction.shape)
     values = torch.stack([correction.real, correction.imag, illumination], dim=-1)
     height, width = state.obj.shape
     canvas = values.new_zeros((height * width, 3))
@@ -340,7 +373,8 @@ def _update_object(state: SolverState, windows: PatchWindows, chi: torch.Tensor,
 
 def _update_probe(state: SolverState, patches: torch.Tensor, chi: torch.Tensor,
                   options, step_scale: float) -> None:
-    numerator = (patches.conj() * chi).sum(dim=0)
+    conj = patches.conj()
+    numerator = ((conj[:, None] if chi.ndim == 4 else conj) * chi).sum(dim=0)
     denominator = (patches.real ** 2 + patches.imag ** 2).sum(dim=0)
     denominator = denominator + options.illumination_floor * denominator.max()
     state.probe += step_scale * options.probe_step * numerator / torch.clamp(denominator, min=1e-30)
@@ -393,9 +427,12 @@ def mean_predicted_counts(state: SolverState, valid: np.ndarray | None, measured
         for part in _chunks(state.origin_rc.shape[0]):
             windows = PatchWindows(state.origin_rc[part], (height, width), n,
                                    state.obj.real.dtype)
-            spectrum = torch.fft.fft2(state.probe * windows.patches(windows.window(state.obj)),
+            spectrum = torch.fft.fft2(exit_waves(state.probe,
+                                                 windows.patches(windows.window(state.obj))),
                                       norm="ortho")
             intensity = spectrum.real ** 2 + spectrum.imag ** 2
+            if intensity.ndim == 4:
+                intensity = intensity.sum(dim=1)
             keep = mask
             if saturation is not None:
                 amplitude = np.fft.ifftshift(np.asarray(measured[part], np.float32), axes=(-2, -1))
@@ -408,10 +445,14 @@ def mean_predicted_counts(state: SolverState, valid: np.ndarray | None, measured
 
 
 def illumination(state: SolverState) -> torch.Tensor:
-    """Summed probe intensity ``sum_m A_m^T |P|**2`` on the canvas, shape (H, W), real."""
+    """Summed probe intensity ``sum_m A_m^T |P|**2`` on the canvas, shape (H, W), real
+    (``|P|**2`` summed over the modes of a mixed-state probe)."""
     n = state.probe.shape[-1]
     height, width = state.obj.shape
-    power = (state.probe.real ** 2 + state.probe.imag ** 2)[None, :, :, None]
+    power = state.probe.real ** 2 + state.probe.imag ** 2
+    if power.ndim == 3:
+        power = power.sum(dim=0)
+    power = power[None, :, :, None]
     canvas = state.obj.real.new_zeros((height * width, 1))
     with torch.no_grad():
         for part in _chunks(state.origin_rc.shape[0]):
