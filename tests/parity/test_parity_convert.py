@@ -61,7 +61,7 @@ def test_weight_transfer_is_exact_in_both_directions(source, config):
     original = weights.model_state(model)
     assert set(original) == set(weights.model_state(converted))
     if config.architecture == "ffno":   # 1x1 kernels (out, in, 1, 1) and spectral weights
-        assert original["generator.layers.0.ff1.weight"].shape == (64, 32, 1, 1)
+        assert original["generator.layers.0.ff1.weight"].shape == (32, 32, 1, 1)
         assert original["generator.layers.3.fourier_x.weight_imag"].shape == (32, 32, 16)
     else:
         assert any(key.endswith("conv1.weight") and original[key].ndim == 4 for key in original)

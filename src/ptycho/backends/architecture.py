@@ -147,7 +147,7 @@ def ffno_sizes(N: int, scale: int) -> tuple[int, int, int]:
 
         h = lift([log1p(relu(x)), rows, cols])     1x1 conv, C + 2 -> width
         L times:  s = fourier_y(h) + fourier_x(h)   spectral convolution along each axis
-                  h = h + ff2(gelu(ff1(s)))         1x1 convs width -> 2 width -> width
+                  h = h + ff2(gelu(ff1(s)))         1x1 convs width -> width -> width
         per branch (amplitude, phase):
             p = gelu(project(h))                    1x1 conv width -> width
             head(p), border_head(p)                 1x1 convs width -> C_out
@@ -161,6 +161,8 @@ def ffno_sizes(N: int, scale: int) -> tuple[int, int, int]:
     over y), ``fourier_x`` along the columns axis; each is ``irfft(W_k * rfft(h)[k < modes])``
     with a learnable complex ``width x width`` matrix ``W_k`` per kept frequency k
     (:func:`fourier_bases`). After two layers every output pixel depends on every input pixel.
+    The feed-forward keeps the width (no 2x or 4x expansion): at N=64, s=2, batch 16 a 2x-wide
+    one made a PyTorch training step 1.35x the cnn's on CPU, this one 0.96-0.99x.
     The heads follow the cnn: ``amp_activation`` / ``pi * tanh``; ``pad_object`` keeps the head
     in the central N/2 box (zero outside), ``probe_big`` adds ``swish(border_head)`` outside
     it; without ``pad_object`` the head covers the whole patch. Being pointwise, the heads of

@@ -315,8 +315,8 @@ class FourierLayer(nn.Module):
         super().__init__()
         self.fourier_y = FourierAxis(width, modes, n, "y")
         self.fourier_x = FourierAxis(width, modes, n, "x")
-        self.ff1 = Pointwise(width, 2 * width)
-        self.ff2 = Pointwise(2 * width, width)
+        self.ff1 = Pointwise(width, width)
+        self.ff2 = Pointwise(width, width)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         spectral = self.fourier_y(h) + self.fourier_x(h)

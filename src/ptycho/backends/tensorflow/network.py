@@ -39,7 +39,7 @@ The ``ffno`` generator's 1x1 ``Conv2D`` layers and spectral weights (torch ``Ffn
     lift                                             1x1, C + 2 -> width
     layers.{l}.fourier_y.weight_real / .weight_imag  (width, width, modes), same layout
     layers.{l}.fourier_x.weight_real / .weight_imag  (width, width, modes), same layout
-    layers.{l}.ff1, layers.{l}.ff2                   1x1, width -> 2 width -> width
+    layers.{l}.ff1, layers.{l}.ff2                   1x1, width -> width -> width
     {branch}.project, {branch}.head, {branch}.border_head   1x1 (border_head: probe_big)
 
 The 1x1 kernels transpose like the 3x3 ones (keras (1, 1, in, out) <-> torch (out, in, 1, 1)).
@@ -387,10 +387,9 @@ class FourierLayer(keras.layers.Layer):
 
     def __init__(self, width: int, modes: int, n: int, prefix: str, **kwargs):
         super().__init__(name=prefix, **kwargs)
-        self.width = width
         self.fourier_y = FourierAxis(width, modes, n, "y", f"{prefix}.fourier_y")
         self.fourier_x = FourierAxis(width, modes, n, "x", f"{prefix}.fourier_x")
-        self.ff1 = _pointwise(2 * width, f"{prefix}.ff1")
+        self.ff1 = _pointwise(width, f"{prefix}.ff1")
         self.ff2 = _pointwise(width, f"{prefix}.ff2")
 
     def build(self, input_shape):
@@ -398,7 +397,7 @@ class FourierLayer(keras.layers.Layer):
         self.fourier_y.build(shape)
         self.fourier_x.build(shape)
         self.ff1.build(shape)
-        self.ff2.build(shape[:-1] + (2 * self.width,))
+        self.ff2.build(shape)
         self.built = True
 
     def call(self, h):
