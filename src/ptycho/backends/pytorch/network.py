@@ -369,9 +369,10 @@ class FfnoHead(nn.Module):
 class FfnoGenerator(nn.Module):
     """Factorised Fourier neural operator (``architecture='ffno'``).
 
-    forward(x (B, C, N, N), central_only) -> (amplitude, phase), each (B, C_out, N, N); the
-    layers and sizes are those of :func:`ptycho.backends.architecture.ffno_sizes` (N=64, s=2:
-    width 64, 16 modes, 4 layers). Internally channels-last: ``x.permute(0, 2, 3, 1)`` is a
+    forward(x (B, C, N, N) float32 normalised amplitudes X (>= 0), central_only) ->
+    (amplitude, phase), each (B, C_out, N, N) float32: amplitude from ``amp_activation``,
+    phase ``pi * tanh`` in radians. The layers and sizes are those of
+    :func:`ptycho.backends.architecture.ffno_sizes` (N=64, s=2: width 64, 16 modes, 4 layers). Internally channels-last: ``x.permute(0, 2, 3, 1)`` is a
     free view of the channels-last input :class:`~ptycho.backends.pytorch.model.PtychoPINN`
     passes, and the outputs are channels-last views of (B, C_out, N, N).
     """

@@ -474,7 +474,9 @@ class FfnoGenerator(keras.layers.Layer):
     """Factorised Fourier neural operator (``architecture='ffno'``), layer for layer the torch
     ``FfnoGenerator`` (:func:`ptycho.backends.architecture.ffno_sizes`).
 
-    ``call(x (B, N, N, C) float32) -> (amplitude, phase)``, each (B, N, N, C_out) float32.
+    ``call(x (B, N, N, C) float32 normalised amplitudes X (>= 0)) -> (amplitude, phase)``,
+    each (B, N, N, C_out) float32: amplitude from ``amp_activation``, phase ``pi * tanh`` in
+    radians.
     """
 
     def __init__(self, config: ModelConfig, **kwargs):
