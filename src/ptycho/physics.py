@@ -382,15 +382,12 @@ def hermite_pattern(mode0: np.ndarray, order_x: int, order_y: int) -> np.ndarray
     return axis(cols, order_x) * axis(rows, order_y)
 
 
-def _hermite_orders(count: int) -> list[tuple[int, int]]:
-    """The first ``count`` (order_x, order_y) pairs by total degree 1, 2, ...: (1, 0), (0, 1),
-    (2, 0), (1, 1), (0, 2), (3, 0), ..."""
-    orders: list[tuple[int, int]] = []
-    degree = 1
-    while len(orders) < count:
-        orders += [(degree - j, j) for j in range(degree + 1)]
-        degree += 1
-    return orders[:count]
+def _hermite_orders():
+    """(order_x, order_y) by total degree 1, 2, ... up to 16: (1, 0), (0, 1), (2, 0), (1, 1),
+    (0, 2), (3, 0), ..."""
+    for degree in range(1, 17):
+        for j in range(degree + 1):
+            yield degree - j, j
 
 
 def initial_probe_modes(probe: np.ndarray, modes: int) -> np.ndarray:
@@ -402,11 +399,13 @@ def initial_probe_modes(probe: np.ndarray, modes: int) -> np.ndarray:
       probe it always used, not the strongest orthogonal mode);
     - K given modes, K >= M: the K modes are orthogonalised (:func:`orthogonalize_modes`)
       and the M strongest kept;
-    - K < M: M - K modes are added, ``mode 0 * hermite_pattern`` with the Hermite orders
-      (1, 0), (0, 1), (2, 0), (1, 1), (0, 2), ... in turn, each scaled to
-      :data:`EXTRA_MODE_POWER` of the total power given, and all M are orthogonalised (the
-      given modes keep about 1 / (1 + (M - K) * 0.05) of the power; training with
-      ``probe_trainable`` then finds the real mode powers).
+    - K < M: M - K modes are added, each ``mode 0 * hermite_pattern`` with the next Hermite
+      order of (1, 0), (0, 1), (2, 0), (1, 1), (0, 2), ... made orthogonal to every mode
+      already there (an order that adds nothing new is skipped) and scaled to
+      :data:`EXTRA_MODE_POWER` of the total power given; then all M are orthogonalised. The
+      given modes keep ``1 / (1 + 0.05 (M - K))`` of the power, each added mode
+      ``0.05 / (1 + 0.05 (M - K))``; training with ``probe_trainable`` (or the solver's
+      probe refinement) then finds the real mode powers.
 
     The scale is free (normalise with :func:`normalize_probe` afterwards).
 
@@ -431,13 +430,21 @@ def initial_probe_modes(probe: np.ndarray, modes: int) -> np.ndarray:
         return stack[0]
     if len(stack) < modes:
         total = float(mode_powers(stack).sum())
+        _, singular, vh = np.linalg.svd(stack.reshape(len(stack), -1), full_matrices=False)
+        basis = list(vh[singular > math.sqrt(MODE_POWER_FLOOR) * singular[0]])
         added = []
-        for order_x, order_y in _hermite_orders(modes - len(stack)):
-            extra = stack[0] * hermite_pattern(stack[0], order_x, order_y)
-            power = float(mode_powers(extra)[0])
-            added.append(extra * math.sqrt(EXTRA_MODE_POWER * total / power) if power > 0
-                         else extra)
-        stack = np.concatenate([stack, np.stack(added)])
+        orders = _hermite_orders()
+        while len(stack) + len(added) < modes:
+            order = next(orders, None)
+            if order is None:
+                raise ValueError(f"mode 0 is too small to make {modes} independent modes")
+            candidate = (stack[0] * hermite_pattern(stack[0], *order)).reshape(-1)
+            residual = candidate - sum(np.vdot(unit, candidate) * unit for unit in basis)
+            if np.linalg.norm(residual) <= 1e-3 * np.linalg.norm(candidate):
+                continue
+            basis.append(residual / np.linalg.norm(residual))
+            added.append(basis[-1] * math.sqrt(EXTRA_MODE_POWER * total))
+        stack = np.concatenate([stack, np.stack(added).reshape(-1, *stack.shape[1:])])
     result = orthogonalize_modes(stack)[:modes]
     powers = mode_powers(result)
     if not powers[-1] > MODE_POWER_FLOOR * powers.sum():

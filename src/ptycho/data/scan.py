@@ -101,7 +101,8 @@ class Scan:
         Raises
         ------
         ptycho.errors.InputError
-            The modes given are linearly dependent (a kept mode has no power of its own).
+            The modes given are linearly dependent (a kept mode has no power of its own), or
+            mode 0 is too small to make the missing modes from.
         """
         if modes == 1:
             return self.probe
@@ -111,9 +112,9 @@ class Scan:
         try:
             return physics.initial_probe_modes(self.probe_stack(), modes)
         except ValueError as exc:
-            raise InputError("linearly dependent probe modes", f"{Path(self.source).name}:probe",
-                             f"{modes} independent probe modes (or fewer: the missing ones are "
-                             f"made from mode 0)", str(exc)) from None
+            raise InputError("unusable probe modes", f"{Path(self.source).name}:probe",
+                             f"{modes} linearly independent probe modes (or fewer: the missing "
+                             f"ones are made from mode 0)", str(exc)) from None
 
     def mean_photons_per_pattern(self) -> float:
         """Mean over patterns of the total counts ``sum(amplitude**2)`` (float64, chunk-wise)."""

@@ -12,21 +12,24 @@ component
     mask and smoothing, smoothing, far field, intensity scaling, Poisson NLL, and the Poisson
     NLL and amplitude MAE over the valid pixels of a detector mask) on random complex
     inputs with an asymmetric complex probe, in float32 and, where the backend op supports it,
-    float64; and the ``ffno`` generator's spectral convolution along each axis against
-    ``numpy.fft``. Tolerances: relative error <= 1e-5 (float32), <= 1e-6 (float64).
+    float64; the ``ffno`` generator's spectral convolution along each axis against
+    ``numpy.fft``; and the mixed-state intensity of 3 incoherent probe modes
+    (:func:`ptycho.physics.mixed_state_intensity`). Tolerances: relative error <= 1e-5
+    (float32), <= 1e-6 (float64).
 model
     For each generator architecture (``cnn``, ``unet``, ``resnet``, ``ffno``), a torch ``PtychoPINN``
     with its random initial weights copied into the Keras model
     (:mod:`ptycho.backends.weight_transfer`), both fed the same simulated batch: generator patches,
     member patches, the patch on the group mean, predicted amplitudes, the training loss
     (also with a detector mask) and ``TrainedModel.predict``; relative error <= 1e-5. Plus the weight round trip
-    torch -> Keras -> torch (exact).
+    torch -> Keras -> torch (exact). Also a cnn with 3 probe modes (:data:`MIXED_STATE_CASES`).
 training
     From the same initial weights, ``steps`` Adam steps on the same batches in both backends
     (torch: ``PINNLightning._loss`` + ``torch.optim.Adam``; Keras:
     ``PINNTrainer.compute_batch_loss`` + ``keras.optimizers.Adam`` with torch's epsilon);
     the loss curves agree to 1e-3 (relative). Also with the warm-up + cosine schedule and
-    gradient-norm clipping of each backend (recipe ``'cosine+clip'``).
+    gradient-norm clipping of each backend (recipe ``'cosine+clip'``), and with 3 trainable
+    probe modes (recipe ``'probe_trainable'``).
 
 Relative error is ``max|a - b| / max|b|`` with ``b`` the reference (NumPy float64 physics, or
 the TensorFlow result when the two backends are compared directly).
