@@ -20,11 +20,13 @@ def smooth_object(rng: np.random.Generator, size: int = 96, sigma: float = 2.5,
 
 
 def make_test_scan(n_side: int = 10, step_px: float = 6.0, N: int = 64, nphotons: float = 1e5,
-                   seed: int = 0, subpixel: bool = False):
+                   seed: int = 0, subpixel: bool = False, second_mode_power: float | None = None):
     """A small simulated scan: smooth random complex object, default probe, Poisson counts.
 
     Returns a :class:`ptycho.data.scan.Scan` with ``n_side**2`` raster positions (optionally
-    with sub-pixel jitter) and the ground truth in ``object_guess``.
+    with sub-pixel jitter) and the ground truth in ``object_guess``. With
+    ``second_mode_power`` the beam is 2 incoherent modes made from the default probe
+    (:func:`ptycho.data.simulation.mixed_state_probe`, seed 0), kept in ``probe_modes``.
     """
     from scipy.ndimage import gaussian_filter
 
@@ -45,11 +47,18 @@ def make_test_scan(n_side: int = 10, step_px: float = 6.0, N: int = 64, nphotons
         x = x + generator.uniform(-0.5, 0.5, x.shape)
         y = y + generator.uniform(-0.5, 0.5, y.shape)
     probe = physics.default_probe(N)
-    intensity = physics.simulate_amplitude(obj, probe, x, y) ** 2
+    modes = None
+    if second_mode_power is not None:
+        from ptycho.data.simulation import mixed_state_probe
+
+        modes = mixed_state_probe(probe, second_mode_power).astype(np.complex64)
+        probe = modes[0]
+    intensity = physics.simulate_amplitude(obj, probe if modes is None else modes, x, y) ** 2
     intensity *= nphotons / intensity.sum(axis=(1, 2)).mean()
     counts = generator.poisson(intensity)
     return Scan(diffraction=np.sqrt(counts).astype(np.float32), xcoords=x, ycoords=y,
-                probe=probe.astype(np.complex64), object_guess=obj.astype(np.complex64))
+                probe=probe.astype(np.complex64), probe_modes=modes,
+                object_guess=obj.astype(np.complex64))
 
 
 def run_cli(*args, cwd=None, timeout=600):

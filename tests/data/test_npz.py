@@ -228,13 +228,15 @@ def test_pattern_layouts_give_identical_data(tmp_path, rng):
         np.testing.assert_array_equal(scan.probe, arrays["probeGuess"])
 
 
-def test_multimode_probe_uses_mode_zero(tmp_path, rng, caplog):
+def test_multimode_probe_keeps_every_mode_and_mode_zero_as_the_probe(tmp_path, rng, caplog):
     arrays = _arrays(rng)
     modes = np.stack([arrays["probeGuess"], 2 * arrays["probeGuess"], 3 * arrays["probeGuess"]])
     with caplog.at_level(logging.WARNING):
         scan = read_scan_npz(_save(tmp_path, dict(arrays, probeGuess=modes)))
     assert scan.probe.shape == (N, N)
     np.testing.assert_array_equal(scan.probe, arrays["probeGuess"])
+    np.testing.assert_array_equal(scan.probe_modes, modes)
+    np.testing.assert_array_equal(scan.subset([0, 1]).probe_modes, modes)
     assert any("3 modes" in note and "mode 0" in note for note in scan.notes)
 
 
@@ -244,6 +246,7 @@ def test_single_mode_probe_layouts(tmp_path, rng, shape):
     probe = arrays["probeGuess"][None] if shape == "1nn" else arrays["probeGuess"][..., None]
     scan = read_scan_npz(_save(tmp_path, dict(arrays, probeGuess=probe)))
     np.testing.assert_array_equal(scan.probe, arrays["probeGuess"])
+    assert scan.probe_modes is None and scan.probe_stack().shape == (1, N, N)
     assert not any("modes" in note for note in scan.notes)
 
 

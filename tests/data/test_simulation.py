@@ -18,6 +18,7 @@ from ptycho.data.simulation import (
     make_object,
     make_positions,
     make_probe,
+    mixed_state_probe,
     scale_to_photons,
     simulate,
     simulate_scan,
@@ -373,3 +374,49 @@ def test_grf_correlation_length_sets_the_feature_size():
     for bad in ("grf:0", "grf:-2", "grf:x", "grf:", "grf:nan"):
         with pytest.raises(InputError, match="grf:SIGMA_PX"):
             make_object(bad, 64, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixed-state (partially coherent) illumination
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fraction", [0.2, 0.5])
+def test_mixed_state_probe_splits_the_power_into_two_orthogonal_modes(fraction):
+    probe = make_probe("defocused", 32)
+    modes = mixed_state_probe(probe, second_mode_power=fraction, seed=4)
+    assert modes.shape == (2, 32, 32)
+    powers = physics.mode_powers(modes)
+    np.testing.assert_allclose(powers / powers.sum(), [1 - fraction, fraction], rtol=1e-12)
+    assert powers.sum() == pytest.approx(physics.mode_powers(probe)[0], rel=1e-12)
+    assert abs(np.vdot(modes[0], modes[1])) < 1e-12 * powers.sum()
+    np.testing.assert_allclose(modes[0], probe * np.sqrt(1 - fraction), rtol=1e-12)
+    np.testing.assert_array_equal(mixed_state_probe(probe, fraction, seed=4), modes)
+    assert not np.allclose(mixed_state_probe(probe, fraction, seed=5)[1], modes[1])
+
+
+@pytest.mark.parametrize("kwargs", [{"second_mode_power": 0.0}, {"second_mode_power": 0.6},
+                                    {"second_mode_power": True}, {"seed": -1}])
+def test_mixed_state_probe_rejects_bad_arguments(kwargs):
+    with pytest.raises(InputError):
+        mixed_state_probe(make_probe("default", 32), **kwargs)
+
+
+def test_a_two_mode_probe_simulates_the_incoherent_sum(tmp_path):
+    modes = mixed_state_probe(make_probe("default", 32), 0.2, seed=0)
+    result = simulate("grf", **SMALL, nphotons=1e5, seed=3, probe=modes)
+    scan = result.scan
+    assert scan.probe.shape == (32, 32) and scan.probe_modes.shape == (2, 32, 32)
+    np.testing.assert_array_equal(scan.probe, scan.probe_modes[0])
+    raw = expected_intensity(scan.object_guess, scan.probe_modes, scan.xcoords, scan.ycoords)
+    np.testing.assert_allclose(raw * result.photon_scale, result.expected_intensity, rtol=1e-12)
+    coherent = expected_intensity(scan.object_guess, scan.probe, scan.xcoords, scan.ycoords)
+    assert not np.allclose(raw, coherent / 0.8)    # not just a brighter single mode
+    assert result.expected_intensity.sum(axis=(1, 2)).mean() == pytest.approx(1e5)
+    assert int(result.metadata["sim_probe_modes"]) == 2
+    np.testing.assert_allclose(result.metadata["sim_mode_power"], [0.8, 0.2], atol=1e-6)
+    write_simulation(tmp_path / "modes.npz", result)
+    back = read_scan_npz(tmp_path / "modes.npz")
+    np.testing.assert_array_equal(back.probe_modes, scan.probe_modes)
+    np.testing.assert_array_equal(back.probe, scan.probe)
+    with pytest.raises(InputError, match="probe"):
+        simulate("grf", **SMALL, probe=np.zeros((2, 32, 32)))

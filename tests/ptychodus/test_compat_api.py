@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptycho import params
+from ptycho import params, physics
 from ptycho.data.simulation import simulate
 from ptycho.errors import InputError
 
@@ -66,6 +66,28 @@ def test_rawdata_uses_probe_mode_0(sim, counts):
     raw = _raw(sim, counts, probe=modes)
     assert raw.probeGuess.shape == (N, N)
     np.testing.assert_array_equal(raw.probeGuess, modes[0].astype(np.complex64))
+
+
+def test_rawdata_passes_the_modes_to_a_mixed_state_model(sim, counts, tmp_path,
+                                                         monkeypatch):
+    """ptychodus's (modes, N, N) probe: RawData.probeGuess stays mode 0 (2-D); a model with
+    ModelConfig.probe_modes = 2 trained through run_cdi_example starts from both modes."""
+    from ptycho.config.config import ModelConfig, TrainingConfig
+    from ptycho.data.simulation import mixed_state_probe
+    from ptycho.workflows.components import run_cdi_example
+
+    modes = mixed_state_probe(sim.scan.probe, 0.2)
+    raw = _raw(sim, counts, probe=modes)
+    assert raw.probeGuess.shape == (N, N)
+    np.testing.assert_array_equal(raw.scan.probe_modes, modes.astype(np.complex64))
+    config = TrainingConfig(model=ModelConfig(N=0, n_filters_scale=1, probe_modes=2),
+                            batch_size=16, nepochs=1, output_dir=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    _, _, results = run_cdi_example(raw, None, config)
+    trained = results["model"].probe
+    assert trained.shape == (2, N, N)      # both modes, as given (the probe did not train)
+    np.testing.assert_allclose(trained, physics.normalize_probe(raw.scan.initial_probe(2)),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_rawdata_integer_diff3d_is_intensity(sim, counts):

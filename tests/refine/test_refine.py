@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ptycho import physics
-from ptycho.data.simulation import simulate
+from ptycho.data.simulation import make_probe, mixed_state_probe, simulate
 from ptycho.errors import InputError
 from ptycho.evaluation import comparison_region, evaluate_reconstruction, flat_baseline_metrics
 from ptycho.refine import InitialObject, RefineOptions, refine
@@ -161,6 +161,39 @@ def test_the_probe_is_recovered_from_a_gaussian_guess(scan):
     assert _ssim(result, scan)[0] > 0.9
 
 
+@pytest.fixture(scope="module")
+def mixed_scan():
+    """The ``scan`` set-up illuminated by 2 incoherent modes (80 % / 20 % of the power)."""
+    modes = mixed_state_probe(make_probe("defocused", 32), second_mode_power=0.2, seed=0)
+    return simulate(object_kind="grf:3", scan_kind="spiral", N=32, object_size=80, step=3.0,
+                    n_positions=200, nphotons=1e6, seed=2, probe=modes).scan
+
+
+def test_a_mixed_state_scan_is_solved_with_its_modes(mixed_scan):
+    """One coherent mode cannot explain the incoherent sum (measured misfit 26 vs 0.28 per
+    pixel, amplitude SSIM 0.58 vs 0.99 after 20 iterations)."""
+    single = refine(mixed_scan, options=_options(iterations=20))
+    mixed = refine(mixed_scan, options=_options(iterations=20, probe_modes=2))
+    assert single.probe.shape == (32, 32) and mixed.probe.shape == (2, 32, 32)
+    np.testing.assert_allclose(physics.mode_powers(mixed.probe) / physics.mode_powers(
+        mixed.probe).sum(), [0.8, 0.2], atol=1e-3)      # the modes of the file, as given
+    assert mixed.history["misfit"][-1] < single.history["misfit"][-1] / 20
+    assert _ssim(mixed, mixed_scan)[0] > 0.95 > _ssim(single, mixed_scan)[0]
+
+
+def test_probe_modes_are_refined_from_mode_0_alone(mixed_scan):
+    """Only mode 0 given: the second mode starts from it (5 % of the power) and probe
+    refinement finds the true 20 % (measured 19.8 %) and orthogonal modes."""
+    only_mode_0 = dataclasses.replace(mixed_scan, probe_modes=None)
+    result = refine(only_mode_0, options=_options(iterations=40, probe_modes=2,
+                                                  refine_probe=True))
+    share = physics.mode_powers(result.probe) / physics.mode_powers(result.probe).sum()
+    assert abs(share[1] - 0.2) < 0.02
+    overlap = np.vdot(result.probe[0], result.probe[1])
+    assert abs(overlap) < 1e-4 * np.linalg.norm(result.probe[0]) ** 2
+    assert _ssim(result, mixed_scan)[0] > 0.95
+
+
 def test_on_iteration_adds_columns_to_the_history(scan):
     seen = []
 
@@ -178,6 +211,7 @@ def test_on_iteration_adds_columns_to_the_history(scan):
     ("iterations", 0), ("batch_size", 0), ("noise_model", "laplace"), ("object_step", 0.0),
     ("momentum", 1.0), ("decay_fraction", 1.5), ("final_step_fraction", 0.0),
     ("illumination_floor", -1.0), ("device", "tpu"), ("refine_probe", "yes"), ("seed", -1),
+    ("probe_modes", 0), ("probe_modes", 17),
 ])
 def test_invalid_options_are_refused_by_name(scan, field, value):
     options = _options(**{field: value})

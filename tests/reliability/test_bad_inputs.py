@@ -206,11 +206,18 @@ def _cxi(changes: dict | None = None, *extra: str, command=None):
 
 
 def _file(name: str, value):
-    """Write ``value`` as ``name`` (.npy) in the case folder; return its path."""
+    """Write ``value`` (an array, or a function giving one) as ``name`` (.npy) in the case
+    folder; return its path."""
     def make(folder):
-        np.save(folder / name, value)
+        np.save(folder / name, value() if callable(value) else value)
         return str(folder / name)
     return make
+
+
+def _mode_copies() -> np.ndarray:
+    """Two probe modes that are one mode (the second is 2j times the first)."""
+    probe = _valid_arrays()["probeGuess"]
+    return np.stack([probe, 2j * probe])
 
 
 def _reading(*flags, command=None):
@@ -442,7 +449,27 @@ CASES = {
                                    "size mismatch", "bad.cxi:entry_1/instrument_1/source_1/probe"),
     "CXI: not HDF5": (lambda f: _train(f, _write_text(f / "bad.cxi", "not an HDF5 file")),
                       "unreadable HDF5", "bad.cxi"),
+    # --- mixed-state probe (--probe-modes M)
+    "--probe-modes 0": (lambda f: _train(f, _npz(f), "--probe-modes", "0"), "invalid value",
+                        "--probe_modes"),
+    "--probe-modes 17": (lambda f: _train(f, _npz(f), "--probe-modes", "17"), "invalid value",
+                         "--probe_modes"),
+    "YAML probe_modes 0": (_yaml("model:\n  probe_modes: 0\n"), "invalid value",
+                           "run.yaml:probe_modes"),
+    "probe modes linearly dependent": (
+        lambda f: _train(f, _npz(f, probeGuess=_mode_copies()), "--probe-modes", "2"),
+        "unusable probe modes", "bad.npz:probe"),
+    "a probe mode of zeros": (
+        _with(probeGuess=np.stack([_valid_arrays()["probeGuess"],
+                                   np.zeros((64, 64), np.complex64)])),
+        "all-zero probe mode", "bad.npz:probeGuess"),
+    "refine: --probe-modes 0": (lambda f: _refine(f, "--probe-modes", "0"), "invalid value",
+                                "--probe-modes"),
+    "refine: --probe file of dependent modes": (
+        _reading("--probe", _file("probe.npy", _mode_copies), "--probe-modes", "2",
+                 command=_refine_scan), "unusable probe modes", "bad.npz:probe"),
 }
+
 
 
 def _write_text(path: Path, text: str) -> Path:

@@ -165,6 +165,8 @@ def test_unknown_format_version_is_refused(tmp_path, version):
     ({"payload": "../weights.pt"}, "invalid manifest"),
     ({"model_config": {"N": 64, "evil": "x"}}, "unknown model setting"),
     ({"model_config": {"N": 100}}, "invalid model setting"),
+    ({"model_config": {"N": 64, "probe_modes": 0}}, "invalid model setting"),
+    ({"model_config": {"N": 64, "probe_modes": 2}}, "invalid probe"),  # probe.npy is (64, 64)
     ({"intensity_scale": -1}, "invalid manifest"),
     ({"files": []}, "invalid manifest"),
 ])

@@ -108,3 +108,81 @@ def test_position_step_recovers_a_small_known_shift(problem):
     steps = solver.solve_position_steps(spectrum, measured, None, probe_t, d_row, d_col).numpy()
     remaining = shift + steps
     assert np.abs(remaining).max() < 0.25 * np.abs(shift).max()
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixed-state probe: M incoherent modes, I = sum_k |Psi_k|**2
+# ---------------------------------------------------------------------------------------------
+
+def _modes(probe: np.ndarray) -> np.ndarray:
+    """Three orthogonal modes (power 91 %, 4.5 %, 4.5 %) made from ``probe``."""
+    return physics.normalize_probe(physics.initial_probe_modes(probe, 3)) * 3.0
+
+
+def test_mixed_state_forward_model_equals_the_numpy_reference(problem):
+    obj, probe, origin_rc = problem
+    modes = _modes(probe)
+    windows = _windows(origin_rc)
+    patches = windows.patches(windows.window(torch.from_numpy(obj)))
+    spectrum = torch.fft.fft2(solver.exit_waves(torch.from_numpy(modes), patches), norm="ortho")
+    assert spectrum.shape == (len(origin_rc), 3, N, N)
+    intensity = np.fft.fftshift((spectrum.abs() ** 2).sum(dim=1).numpy(), axes=(-2, -1))
+    expected = physics.mixed_state_intensity(physics.extract_patches(
+        obj, origin_rc[:, 1] + N / 2, origin_rc[:, 0] + N / 2, N), modes)
+    np.testing.assert_allclose(intensity, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("noise_model, factor", [("gaussian", 2.0), ("poisson", 4.0)])
+def test_mixed_state_object_and_probe_directions_are_the_negative_gradients(
+        problem, rng, noise_model, factor):
+    """With 3 modes: A^T(sum_k conj(P_k) chi_k) and each mode's sum_m conj(o_m) chi_mk are
+    -(torch gradient) / factor of the misfit of the summed intensity (float64)."""
+    obj, probe, origin_rc = problem
+    windows = _windows(origin_rc)
+    measured = torch.from_numpy(rng.uniform(0.5, 3.0, (len(origin_rc), N, N)))
+    valid = torch.from_numpy(rng.random((N, N)) > 0.2)
+    obj_t = torch.from_numpy(obj).requires_grad_(True)
+    probe_t = torch.from_numpy(_modes(probe)).requires_grad_(True)
+    patches = windows.patches(windows.window(obj_t))
+    spectrum = torch.fft.fft2(solver.exit_waves(probe_t, patches), norm="ortho")
+    chi_hat, misfit = solver.exit_wave_correction(spectrum, measured, valid, noise_model)
+    misfit.backward()
+    chi = torch.fft.ifft2(chi_hat.detach(), norm="ortho")
+    correction = (probe_t.detach().conj() * chi).sum(dim=1)
+    canvas = torch.zeros(CANVAS[0] * CANVAS[1], 2, dtype=torch.float64)
+    windows.adjoint(torch.stack([correction.real, correction.imag], dim=-1), canvas)
+    direction = torch.complex(canvas[:, 0], canvas[:, 1]).reshape(CANVAS)
+    np.testing.assert_allclose(direction.numpy(), -obj_t.grad.numpy() / factor, rtol=1e-9,
+                               atol=1e-9 * float(obj_t.grad.abs().max()))
+    probe_direction = (patches.detach().conj()[:, None] * chi).sum(dim=0)
+    np.testing.assert_allclose(probe_direction.numpy(), -probe_t.grad.numpy() / factor,
+                               rtol=1e-9, atol=1e-9 * float(probe_t.grad.abs().max()))
+
+
+def test_mixed_state_gaussian_correction_is_the_modulus_projection(rng):
+    """sqrt(sum_k |Psi_k + chi_k|**2) is the measured amplitude; the misfit uses the sum."""
+    spectrum = torch.from_numpy(rng.standard_normal((2, 3, N, N))
+                                + 1j * rng.standard_normal((2, 3, N, N)))
+    measured = torch.from_numpy(rng.uniform(0, 2, (2, N, N)))
+    chi_hat, misfit = solver.exit_wave_correction(spectrum, measured, None, "gaussian")
+    total = torch.sqrt((spectrum.abs() ** 2).sum(dim=1))
+    assert float(misfit) == pytest.approx(float(((total - measured) ** 2).sum()), rel=1e-12)
+    corrected = torch.sqrt(((spectrum + chi_hat).abs() ** 2).sum(dim=1))
+    np.testing.assert_allclose(corrected.numpy(), measured.numpy(), atol=1e-12)
+
+
+def test_mixed_state_position_step_recovers_a_small_known_shift(problem):
+    _, probe, origin_rc = problem
+    modes = torch.from_numpy(_modes(probe))
+    rows, cols = np.mgrid[0:CANVAS[0], 0:CANVAS[1]]
+    obj_t = torch.from_numpy(np.exp(1j * (np.sin(rows / 3.0) + np.cos(cols / 4.0))))
+    truth = _windows(origin_rc)
+    measured = torch.sqrt((torch.fft.fft2(solver.exit_waves(
+        modes, truth.patches(truth.window(obj_t))), norm="ortho").abs() ** 2).sum(dim=1))
+    shift = np.array([0.3, -0.2])
+    start = _windows(origin_rc + shift)
+    patches = start.patches(start.window(obj_t))
+    spectrum = torch.fft.fft2(solver.exit_waves(modes, patches), norm="ortho")
+    d_row, d_col = torch.gradient(patches, dim=(-2, -1))
+    steps = solver.solve_position_steps(spectrum, measured, None, modes, d_row, d_col).numpy()
+    assert np.abs(shift + steps).max() < 0.25 * np.abs(shift).max()

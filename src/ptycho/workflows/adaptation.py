@@ -13,7 +13,8 @@ clipping) and trains ``K`` epochs on the new scan, starting from the model's gen
   is refused): the real-space terms (``realspace_mae_weight``, ``realspace_weight``,
   ``targets``) are switched off, since a new scan has no truth; the Poisson NLL (and the
   diffraction MAE, if the source run used it) keep their weights.
-- **The new scan's probe** (its ``probeGuess``, normalised as in training): it is the probe of
+- **The new scan's probe** (its ``probeGuess``, normalised as in training; for a model of M
+  probe modes its modes, made as in training, ``Scan.initial_probe``): it is the probe of
   the new experiment, used by the forward model during the adaptation and written into the
   adapted archive (and used by probe-weighted stitching). The source model's probe is not
   carried over, even when it was trained (``probe_trainable``, which the adaptation keeps).
