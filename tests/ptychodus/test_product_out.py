@@ -83,3 +83,18 @@ def test_product_written_by_us_loads_in_ptychodus(trained, tmp_path):
                  "--detector-distance-m", "2.0"]) == 0
     loaded = load_product(out)
     assert np.iscomplexobj(loaded.object_.get_array())
+
+
+def test_product_keeps_every_probe_mode_of_the_scan():
+    """Without a reference product, the output product's probe is the scan's, all its modes."""
+    from ptycho.stitching import StitchedObject
+    from ptycho.workflows.product_export import reconstruction_product
+    from ptycho_testing import make_test_scan
+
+    scan = make_test_scan(n_side=3, second_mode_power=0.2)
+    stitched = StitchedObject(object=np.ones((80, 80), np.complex64), x0_px=0.0, y0_px=0.0,
+                              weight=np.ones((80, 80), np.float32))
+    product = reconstruction_product(stitched, scan, pixel_size_m=1e-8, photon_energy_eV=8e3,
+                                     detector_distance_m=2.0)
+    assert product.probe.shape == (1, 2, 64, 64)
+    np.testing.assert_array_equal(product.probe[0], scan.probe_modes)

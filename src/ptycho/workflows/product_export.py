@@ -43,8 +43,9 @@ def reconstruction_product(stitched: StitchedObject, scan: Scan, *,
     With ``reference`` (the ptychodus product the scan came from), its metadata, positions and
     probe are kept and the object's pixel size is the reference's; the canvas centre follows
     from ``x0_px``/``y0_px`` on the reference object grid (ptychodus's pixel mapping). Without
-    it, ``pixel_size_m``, ``photon_energy_eV`` and ``detector_distance_m`` are required and scan
-    pixel (0, 0) is the world origin.
+    it, ``pixel_size_m``, ``photon_energy_eV`` and ``detector_distance_m`` are required, scan
+    pixel (0, 0) is the world origin and the probe is the scan's, every mode of it
+    (1, modes, N, N).
     """
     obj = np.asarray(stitched.object)[None]
     if reference is not None:
@@ -64,7 +65,7 @@ def reconstruction_product(stitched: StitchedObject, scan: Scan, *,
                                                   0.0, pixel_size_m, pixel_size_m, origin_shape)
     return Product(detector_object_distance_m=detector_distance_m,
                    photon_energy_eV=photon_energy_eV, probe_position_x_m=x_m,
-                   probe_position_y_m=y_m, probe=np.asarray(scan.probe)[None, None],
+                   probe_position_y_m=y_m, probe=np.asarray(scan.probe_stack())[None],
                    object=obj, object_pixel_width_m=pixel_size_m,
                    object_pixel_height_m=pixel_size_m, object_center_x_m=centre_x,
                    object_center_y_m=centre_y, name=name,
