@@ -21,6 +21,10 @@ Mapping (``docs/data-formats.md``)
 - probe: ``entry_1/instrument_1/source_1/probe`` ((modes,) N, N) complex on the final N x N
   grid, or ``--probe FILE``. Every mode is kept (as by the NPZ and HDF5 readers): mode 0 is
   ``Scan.probe``, a stack of K > 1 modes also ``Scan.probe_modes``.
+- ground truth (simulated scans, ptychopinn-specific): ``entry_1/sample_1/ptychopinn_truth/
+  object`` (H, W) complex becomes ``Scan.object_guess`` (what ``evaluate`` and ``infer`` score
+  against); its pixels are object pixels of the positions read with the default
+  ``--translation-axes``.
 
 Large stacks stream from disk like HDF5 scans (:mod:`ptycho.data.lazy`): each frame is
 cropped and binned as it is read, the raw stack is never held in memory.
@@ -51,6 +55,12 @@ DISTANCE = f"{DETECTOR}/distance"
 X_PIXEL_SIZE = f"{DETECTOR}/x_pixel_size"
 Y_PIXEL_SIZE = f"{DETECTOR}/y_pixel_size"
 ENERGY = "entry_1/instrument_1/source_1/energy"
+#: ptychopinn-specific group of a simulated scan's ground truth (not part of CXI):
+#: ``object`` (H, W) complex64 on the object-pixel grid of the positions read (its pixel (0, 0)
+#: is object pixel (0, 0), the translation's zero), ``probe`` (modes, N, N) complex64, and
+#: ``xcoords_px``/``ycoords_px`` (M,) float64 exact positions.
+TRUTH = "entry_1/sample_1/ptychopinn_truth"
+TRUTH_OBJECT = f"{TRUTH}/object"
 
 #: Plausible ranges of the scalars (a value outside is almost surely in other units).
 _RANGES = {
@@ -276,14 +286,31 @@ def _read_cxi(handle, path: Path, measurement: str, lazy: bool | None, options: 
     notes.append(pixel_note)
     return Scan(diffraction=diffraction, xcoords=xcoords, ycoords=ycoords, probe=modes[0],
                 probe_modes=modes if len(modes) > 1 else None,
+                object_guess=_truth_object(handle, name),
                 bad_pixels=None if geometry is None else geometry.bad,
                 saturation_counts=options.saturation_counts, measured_domain=domain,
                 measured_reason=reason, source=str(path), notes=notes)
 
 
+def _truth_object(handle, name: str) -> np.ndarray | None:
+    """The ground-truth object of :data:`TRUTH_OBJECT`, (H, W) complex64, or None."""
+    item = _dataset(handle, TRUTH_OBJECT, name, "", required=False)
+    if item is None:
+        return None
+    value = _read(item, name)
+    where = f"{name}:{TRUTH_OBJECT}"
+    if value.ndim != 2 or value.dtype.kind not in "fc":
+        raise InputError("wrong shape" if value.dtype.kind in "fc" else "wrong dtype", where,
+                         "a ground-truth object (H, W) complex", f"{value.dtype} array of shape "
+                         f"{value.shape}")
+    check_real_finite(value, where, allow_complex=True)
+    return value.astype(np.complex64)
+
+
 def write_scan_cxi(path: str | Path, frames, translation_m: np.ndarray, *, energy_J: float,
                    distance_m: float, pixel_size_m: float, probe: np.ndarray | None = None,
-                   mask: np.ndarray | None = None, chunk_patterns: int = 64) -> Path:
+                   mask: np.ndarray | None = None, chunk_patterns: int = 64,
+                   datasets: dict[str, np.ndarray] | None = None) -> Path:
     """Write frames and geometry in the CXI layout read by :func:`read_scan_cxi`, atomically.
 
     Parameters
@@ -301,6 +328,9 @@ def write_scan_cxi(path: str | Path, frames, translation_m: np.ndarray, *, energ
         Nonzero = do not use (stored as uint8).
     chunk_patterns : int
         Frames per HDF5 chunk.
+    datasets : dict of {path: array or str}, optional
+        Further datasets at these paths (e.g. ``detector_1/saturation_value`` or the
+        :data:`TRUTH` group of a simulation); a path's groups are created.
     """
     import h5py
 
@@ -328,4 +358,6 @@ def write_scan_cxi(path: str | Path, frames, translation_m: np.ndarray, *, energ
         if probe is not None:
             source["probe"] = np.asarray(probe, np.complex64)
         entry.create_group("sample_1/geometry_1")["translation"] = translation
+        for key, value in (datasets or {}).items():
+            handle[key] = value if isinstance(value, str) else np.asarray(value)
     return path
