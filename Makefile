@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-quality lint parity clean
+.PHONY: install demo test test-all bench bench-quality bench-realistic lint parity clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ bench: $(STAMP)
 # targets; calibration rows), ~30 min on 2 CPU cores: benchmarks/results/quality-<stamp>.*
 bench-quality: $(STAMP)
 	$(PY) benchmarks/quality.py
+
+# Realistic detector data (issue 15 acceptance): clean vs realistic CXI, masks on/off, 1 vs 2
+# probe modes, solver and network: benchmarks/results/realistic-<stamp>.*
+bench-realistic: $(STAMP)
+	$(PY) benchmarks/realistic.py
 
 # Full backend parity run (~4 min on 2 CPU cores): simulate a scan, then train -> save -> load ->
 # infer with TensorFlow and PyTorch and write outputs/parity/reports/<UTC timestamp>/ (see docs/parity.md).

@@ -246,6 +246,15 @@ def _resume_nothing(folder):
     return ["train", "--resume", str(folder / "previous"), "--quiet"]
 
 
+def _simulate(*extra: str, out: str = "sim.cxi", realistic: bool = True,
+              modes: str | None = None):
+    def build(folder):
+        argv = ["simulate", "--out", str(folder / out), "--quiet", *extra]
+        return argv + (["--realistic"] if realistic else []) + (
+            ["--probe-modes", modes] if modes else [])
+    return build
+
+
 N = 25
 CASES = {
     # --- scan NPZ: missing keys
@@ -468,6 +477,32 @@ CASES = {
     "refine: --probe file of dependent modes": (
         _reading("--probe", _file("probe.npy", _mode_copies), "--probe-modes", "2",
                  command=_refine_scan), "unusable probe modes", "bad.npz:probe"),
+    # --- simulate --realistic (each refused before anything is simulated or written)
+    "simulate: detector flag without --realistic": (
+        _simulate("--dead-fraction", "0.1", out="sim.npz", realistic=False),
+        "option needs --realistic", "--dead-fraction"),
+    "simulate --realistic: NPZ output": (_simulate(out="sim.npz"), "invalid file name", "--out"),
+    "simulate: CXI output without --realistic": (_simulate(realistic=False), "invalid file name",
+                                                 "--out"),
+    "simulate --realistic: --beam-offset 1.5,2": (_simulate("--beam-offset", "1.5,2"),
+                                                  "invalid value", "--beam-offset"),
+    "simulate --realistic: --beam-offset beyond N/2": (_simulate("--beam-offset", "40,0"),
+                                                       "invalid value", "--beam-offset"),
+    "simulate --realistic: --beamstop-radius -1": (_simulate("--beamstop-radius", "-1"),
+                                                   "invalid value", "--beamstop-radius"),
+    "simulate --realistic: --dead-fraction 2": (_simulate("--dead-fraction", "2"),
+                                                "invalid value", "--dead-fraction"),
+    "simulate --realistic: --gap-width 99": (_simulate("--gap-width", "99"), "invalid value",
+                                             "--gap-width"),
+    "simulate --realistic: --hot-pixels -1": (_simulate("--hot-pixels", "-1"), "invalid value",
+                                              "--hot-pixels"),
+    "simulate --realistic: --saturation-level 0": (_simulate("--saturation-level", "0"),
+                                                   "invalid value", "--saturation-level"),
+    "simulate: --probe-modes 3": (_simulate("--probe-modes", "3"), "invalid value",
+                                  "--probe-modes"),
+    "simulate: --mode-power 0.7": (_simulate("--mode-power", "0.7", realistic=False,
+                                             out="sim.npz", modes="2"),
+                                   "invalid value", "--mode-power"),
 }
 
 
