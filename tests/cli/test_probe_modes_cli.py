@@ -94,15 +94,18 @@ def test_train_two_probe_modes_then_infer_and_refine(tmp_path, capsys, backend, 
         np.testing.assert_array_equal(read_archive(converted).probe, archive.probe)
 
 
-def test_several_scans_each_with_probe_modes(tmp_path, capsys, mixed_file):
-    """One scan of 2 modes, one of a single mode (its second made from mode 0): the archive
-    holds (2, 2, 64, 64) probes and a new scan is stitched with its own modes."""
-    pytest.importorskip("torch")
+@pytest.mark.parametrize("backend", ["pytorch", "tensorflow"])
+def test_several_scans_each_with_probe_modes(tmp_path, capsys, mixed_file, backend):
+    """One scan of 2 modes, one of a single mode (its second made from mode 0): each sample
+    meets its scan's modes, the archive holds (2, 2, 64, 64) probes and a new scan is
+    stitched with its own modes."""
+    pytest.importorskip("torch" if backend == "pytorch" else "ptycho.backends.tensorflow")
     single = tmp_path / "single.npz"
     write_scan_npz(single, make_test_scan(n_side=5, seed=1))
     out = tmp_path / "model"
     assert main(["train", "--train_data_file", str(mixed_file), str(single), "--output_dir",
-                 str(out), "--probe-modes", "2", *TINY]) == 0, capsys.readouterr().err
+                 str(out), "--probe-modes", "2", "--backend", backend, *TINY]) == 0, \
+        capsys.readouterr().err
     archive = read_archive(out)
     assert archive.probes.shape == (2, 2, 64, 64)
     np.testing.assert_array_equal(archive.probe, archive.probes[0])
