@@ -155,7 +155,10 @@ def test_the_probe_is_recovered_from_a_gaussian_guess(scan):
         scale = np.vdot(probe, true_probe) / np.vdot(probe, probe)
         return float(np.linalg.norm(scale * probe - true_probe) / np.linalg.norm(true_probe))
 
-    result = refine(scan, options=_options(iterations=20, refine_probe=True), probe=guess)
+    # 40 iterations: the error after 20 depends on the thread count (a phase ramp moves freely
+    # between probe and object, and the error does not remove it): 0.062 with 1 thread, 0.110
+    # with 2; after 40, 0.037 and 0.065.
+    result = refine(scan, options=_options(iterations=40, refine_probe=True), probe=guess)
     assert error(guess) > 0.3
     assert error(result.probe) < 0.1
     assert _ssim(result, scan)[0] > 0.9
