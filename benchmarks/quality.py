@@ -151,11 +151,15 @@ def bench_refine(scans, regions, args) -> dict:
     return out
 
 
-def train_model(scan, backend: str, architecture: str, epochs: int, seed: int, **fields):
+def train_model(scan, backend: str, architecture: str, epochs: int, seed: int,
+                model_fields: dict | None = None, **fields):
+    """Train on ``scan`` without writing outputs; ``model_fields`` go to ModelConfig, ``fields``
+    to TrainingConfig. Returns ``(model, seconds, epochs_run)``."""
     from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
     from ptycho.workflows import training
 
-    config = TrainingConfig(model=ModelConfig(N=scan.N, architecture=architecture),
+    config = TrainingConfig(model=ModelConfig(N=scan.N, architecture=architecture,
+                                              **(model_fields or {})),
                             nepochs=epochs, backend=backend, seed=seed, **fields)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

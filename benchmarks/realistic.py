@@ -32,14 +32,13 @@ import datetime as dt
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import score, scored_region
+from quality import score, scored_region, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -144,20 +143,13 @@ def solver_row(scan, modes: int, iterations: int) -> dict:
 
 
 def network_row(scan, modes: int, epochs: int, seed: int) -> dict:
-    from ptycho.config.config import ExecutionConfig, ModelConfig, TrainingConfig
-    from ptycho.workflows import inference, training
+    from ptycho.workflows import inference
 
-    config = TrainingConfig(model=ModelConfig(N=scan.N, probe_modes=modes), nepochs=epochs,
-                            backend="pytorch", seed=seed, probe_trainable=True)
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        config.output_dir = Path(tmp)
-        result = training.train(config, ExecutionConfig(progress_bar=False, logger="none"),
-                                train_scan=scan, write_outputs=False)
-    seconds = time.perf_counter() - started
-    stitched = inference.reconstruct(result.model, scan, stitch_weight="probe").stitched
+    model, seconds, _ = train_model(scan, "pytorch", "cnn", epochs, seed,
+                                    model_fields={"probe_modes": modes}, probe_trainable=True)
+    stitched = inference.reconstruct(model, scan, stitch_weight="probe").stitched
     return {**scores(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight, scan),
-            "seconds": seconds, "mode_powers_pct": _powers_pct(result.model.probe)}
+            "seconds": seconds, "mode_powers_pct": _powers_pct(model.probe)}
 
 
 def run(args) -> dict:
