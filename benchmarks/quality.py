@@ -6,7 +6,8 @@ two different scikit-image photographs; the network trains on scan ``train`` and
 tested on scan ``new`` (other images, never seen in training).
 
 Every reconstruction is scored by ``ptycho.evaluation`` (sub-pixel registration, global phase
-and amplitude scale removed) on the same truth pixels: the union of the central N/2 x N/2 boxes
+and amplitude scale removed; with ``--remove-phase-ramp`` the linear phase ramp too) on the same
+truth pixels: the union of the central N/2 x N/2 boxes
 of the scan positions (what probe-weighted stitching covers). Beside them, computed the same
 way on the same pixels, the calibration rows: a flat object, the truth blurred by 3 px and by
 1.5 px (``ptycho.evaluation.calibration_metrics``).
@@ -79,8 +80,13 @@ def scored_region(scan) -> np.ndarray:
     return mask
 
 
-def score(obj, x0_px, y0_px, weight, scan, region) -> dict:
-    """SSIM and PSNR of a reconstruction on ``region`` (truth grid) and its own covered pixels."""
+#: scoring options of :func:`score` and :func:`calibration` (``--remove-phase-ramp`` sets them)
+SCORING = {"remove_phase_ramp": False}
+
+
+def score(obj, x0_px, y0_px, weight, scan, region, remove_phase_ramp=None) -> dict:
+    """SSIM and PSNR of a reconstruction on ``region`` (truth grid) and its own covered pixels;
+    ``remove_phase_ramp`` (default: ``SCORING``) also removes the linear phase ramp."""
     from ptycho.evaluation import evaluate_reconstruction
 
     rows = np.arange(obj.shape[0]) + int(round(y0_px))
@@ -93,7 +99,7 @@ def score(obj, x0_px, y0_px, weight, scan, region) -> dict:
     valid = mapped & (np.asarray(weight) > 0)
     metrics = evaluate_reconstruction(obj, x0_px, y0_px, scan.object_guess,
                                       scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
-                                      valid=valid)
+                                      valid=valid, remove_phase_ramp=_ramp(remove_phase_ramp))
     return flatten(metrics)
 
 
@@ -101,11 +107,16 @@ def flatten(metrics: dict) -> dict:
     return {f"{c}_{k}": float(metrics[c][k]) for c in COMPONENTS for k in ("ssim", "psnr_db")}
 
 
-def calibration(scan, region) -> dict:
+def _ramp(remove_phase_ramp) -> bool:
+    return SCORING["remove_phase_ramp"] if remove_phase_ramp is None else bool(remove_phase_ramp)
+
+
+def calibration(scan, region, remove_phase_ramp=None) -> dict:
     from ptycho.evaluation import calibration_metrics
 
     rows = calibration_metrics(scan.object_guess, region,
-                               scan_xy=np.column_stack([scan.xcoords, scan.ycoords]))
+                               scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
+                               remove_phase_ramp=_ramp(remove_phase_ramp))
     return {name: flatten(metrics) for name, metrics in rows.items()}
 
 
@@ -264,8 +275,9 @@ def bench_targets(scans, regions, args) -> dict:
 def markdown(report: dict) -> str:
     lines = [f"# ptychopinn quality benchmark {report['created']}", "",
              f"Scans: {json.dumps(report['scans'])}; common: {json.dumps(report['scan_common'])}.",
-             "Scored on the union of the central N/2 boxes of the scan positions; worst / median "
-             "over seeds (solver minibatch seeds or training seeds).", "",
+             "Scored on the union of the central N/2 boxes of the scan positions"
+             + (", linear phase ramp removed" if report["args"].get("remove_phase_ramp") else "")
+             + "; worst / median over seeds (solver minibatch seeds or training seeds).", "",
              "| row | amp SSIM worst / median | phase SSIM worst / median | amp PSNR dB median | "
              "phase PSNR dB median | seconds (median) |", "|---|---|---|---|---|---|"]
     for scan_name, rows in report["calibration"].items():
@@ -369,6 +381,9 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure-from", type=Path, metavar="JSON",
                         help="only redraw the figure of an earlier result file")
+    parser.add_argument("--remove-phase-ramp", action="store_true",
+                        help="score every row (calibration rows too) with the linear phase "
+                             "ramp removed (ptycho.evaluation remove_phase_ramp)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: one seed, few iterations and epochs")
     args = parser.parse_args(argv)
@@ -379,6 +394,7 @@ def main(argv=None) -> int:
         args.iterations, args.solver_seeds, args.epochs = [2], [0], [1]
         args.train_seeds, args.refine_after, args.target_iterations = [42], [2], 2
         args.architectures, args.adapt_epochs = ["cnn"], 1
+    SCORING["remove_phase_ramp"] = args.remove_phase_ramp
 
     import torch
 

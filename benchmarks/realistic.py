@@ -18,8 +18,9 @@ K iterations, probe refined) and by the PyTorch network (E epochs, probe trainab
 
 Scores: amplitude and phase PSNR and SSIM (``benchmarks/quality.py`` ``score``: sub-pixel
 registration, global phase and amplitude scale removed, on the union of the central N/2 boxes
-of the positions), also after removing the linear phase ramp (:func:`without_phase_ramp`),
-and the recovered mode powers (percent of the total) against the truth.
+of the positions), also after removing the linear phase ramp (``remove_phase_ramp`` of
+``ptycho.evaluation``: fitted on the scored pixels after registration), and the recovered mode
+powers (percent of the total) against the truth.
 
 Writes ``benchmarks/results/realistic-<UTC timestamp>.json`` and ``.md``. Run
 ``python benchmarks/realistic.py --help``.
@@ -93,36 +94,11 @@ def make_files(folder: Path, scan_args: dict) -> dict:
     }
 
 
-def without_phase_ramp(obj, x0_px, y0_px, truth, region):
-    """``obj`` times ``exp(-i (a row + b col))``, the linear phase ramp of ``obj / truth`` on
-    ``region`` removed (least squares on the phase difference about its mean): a ramp moves
-    freely between object and probe when the probe is refined, so it is not an error of the
-    object.
-
-    obj : (h, w) complex, its pixel (0, 0) at scan column ``x0_px``, row ``y0_px``; truth :
-    (H, W) complex; region : (H, W) bool. Returns (h, w) complex64.
-    """
-    rows = np.arange(obj.shape[0]) + int(round(y0_px))
-    cols = np.arange(obj.shape[1]) + int(round(x0_px))
-    keep_r = (rows >= 0) & (rows < truth.shape[0])
-    keep_c = (cols >= 0) & (cols < truth.shape[1])
-    ratio = obj[np.ix_(keep_r, keep_c)] * np.conj(truth[np.ix_(rows[keep_r], cols[keep_c])])
-    inside = region[np.ix_(rows[keep_r], cols[keep_c])] & (np.abs(ratio) > 0)
-    grid_r, grid_c = np.meshgrid(rows[keep_r], cols[keep_c], indexing="ij")
-    z = ratio[inside] / np.abs(ratio[inside])
-    phase = np.angle(z * np.conj(z.mean()))
-    design = np.column_stack([grid_r[inside], grid_c[inside], np.ones(inside.sum())])
-    (a, b, _), *_ = np.linalg.lstsq(design, phase, rcond=None)
-    ramp = a * rows[:, None] + b * cols[None, :]
-    return (obj * np.exp(-1j * ramp)).astype(np.complex64)
-
-
 def scores(obj, x0_px, y0_px, weight, scan) -> dict:
     """``score`` as it is and with the phase ramp removed (keys ``*_deramped``)."""
     region = scored_region(scan)
-    plain = score(obj, x0_px, y0_px, weight, scan, region)
-    flat = score(without_phase_ramp(obj, x0_px, y0_px, scan.object_guess, region), x0_px, y0_px,
-                 weight, scan, region)
+    plain = score(obj, x0_px, y0_px, weight, scan, region, remove_phase_ramp=False)
+    flat = score(obj, x0_px, y0_px, weight, scan, region, remove_phase_ramp=True)
     return {**plain, **{f"{key}_deramped": value for key, value in flat.items()}}
 
 

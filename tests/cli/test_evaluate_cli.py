@@ -111,6 +111,20 @@ def test_evaluate_npy_with_origin_and_kebab_output_dir(files, main, tmp_path):
     assert not (out / "comparison.png").exists()
 
 
+def test_remove_phase_ramp_reports_the_ramp(files, main, tmp_path, capsys):
+    scan_path, _, _, obj = files
+    rows, cols = np.indices(obj.shape)
+    npy = tmp_path / "ramped.npy"
+    np.save(npy, obj * np.exp(1j * (0.04 * rows - 0.03 * cols)))
+    out = tmp_path / "deramped"
+    assert main(["evaluate", str(npy), "--truth", str(scan_path), "--output-dir", str(out),
+                 "--plot", "false", "--remove-phase-ramp"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["phase_ramp_rad_per_px"] == pytest.approx([0.04, -0.03], abs=1e-4)
+    assert metrics["phase"]["ssim"] > 0.99
+    assert "phase ramp removed [rows, cols]: [0.04, -0.03] rad/px" in capsys.readouterr().out
+
+
 def test_scan_without_object_guess_exits_2_with_one_line(files, main, tmp_path, rng, capsys):
     _, recon_path, _, _ = files
     scan, _ = _scan(rng, with_truth=False)

@@ -28,8 +28,9 @@ def register(subparsers) -> argparse.ArgumentParser:
         help="compare a reconstruction with the scan's ground-truth object",
         description=(
             "Register a reconstruction to the ground truth (objectGuess of a scan NPZ or HDF5), "
-            "remove the global phase offset and amplitude scale, and report PSNR, SSIM, MAE and "
-            "FRC resolution for amplitude and phase. Writes metrics.json and comparison.png."),
+            "remove the global phase offset and amplitude scale (and with --remove-phase-ramp the "
+            "linear phase ramp), and report PSNR, SSIM, MAE and FRC resolution for amplitude and "
+            "phase. Writes metrics.json and comparison.png."),
     )
     parser.add_argument("recon", metavar="RECON",
                         help="reconstruction.npz (object, x0_px, y0_px[, weight, xcoords, "
@@ -47,6 +48,11 @@ def register(subparsers) -> argparse.ArgumentParser:
     add_option(parser, "registration", choices=REGISTRATION_CHOICES, default="auto",
                help="sub-pixel registration on the amplitude, the complex field, or none; auto: "
                     "amplitude unless it has no contrast (default: %(default)s)")
+    add_option(parser, "remove-phase-ramp", type=bool, default=False,
+               help="also remove the linear phase ramp of the reconstruction relative to the "
+                    "truth (least squares on the compared pixels after registration; free "
+                    "between object and a refined probe); the ramp is written to metrics.json "
+                    "as phase_ramp_rad_per_px (default: false)")
     add_option(parser, "plot", type=bool, default=True,
                help="write comparison.png (default: true)")
     add_reading_options(parser)
@@ -79,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         scan_xy = np.stack([scan.xcoords, scan.ycoords], axis=1)
     result = compare_reconstruction(recon.object, recon.x0_px, recon.y0_px, scan.object_guess,
                                     scan_xy=scan_xy, valid=recon.valid,
-                                    registration=args.registration or "auto")
+                                    registration=args.registration or "auto",
+                                    remove_phase_ramp=bool(args.remove_phase_ramp))
 
     output_dir = Path(args.output_dir) if args.output_dir else Path(args.recon).resolve().parent
     try:

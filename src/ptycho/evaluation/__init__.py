@@ -3,7 +3,8 @@
 Modules
 -------
 registration
-    Placement on the truth grid, sub-pixel registration, global phase / amplitude scale.
+    Placement on the truth grid, sub-pixel registration, global phase / amplitude scale,
+    the optional linear phase ramp (:func:`~ptycho.evaluation.registration.fit_phase_ramp`).
 metrics
     PSNR (data range from the truth), SSIM, MAE.
 frc

@@ -10,7 +10,10 @@ Steps (all on the truth pixel grid)
    and undo it with a cubic spline shift; pixels whose interpolation reads uncovered data are
    dropped. A shift beyond a quarter of the region's smaller side is implausible (a failed
    registration): it is discarded with a warning and the images are compared as placed.
-4. Crop to the compared pixels; remove the global phase offset
+4. Crop to the compared pixels; optionally (``remove_phase_ramp``) remove the linear phase ramp
+   of the reconstruction relative to the truth
+   (:func:`~ptycho.evaluation.registration.fit_phase_ramp`, least squares in the complex field
+   on the compared pixels, weighted by ``|truth| |recon|``); remove the global phase offset
    ``angle(sum(truth * conj(recon)))`` and the least-squares amplitude scale.
 5. Amplitude and phase metrics: PSNR (dB, data range of the truth), SSIM, MAE, FRC at 0.5 and
    1/2-bit (:mod:`ptycho.evaluation.frc`). The reconstructed phase is taken as
@@ -49,11 +52,13 @@ class EvaluationResult:
     ----------
     metrics : dict
         ``{"amplitude": {psnr_db, ssim, mae, frc50_px, frc_half_bit_px}, "phase": {...},
-        "registration_shift_px": [dy, dx]}``, plain Python floats (``inf``/``nan`` possible).
+        "registration_shift_px": [dy, dx]}``, plain Python floats (``inf``/``nan`` possible),
+        plus ``"phase_ramp_rad_per_px": [a, b]`` when the phase ramp was removed.
     truth : ndarray, shape (h, w), complex128
         Ground truth over the bounding box of the compared pixels.
     recon : ndarray, shape (h, w), complex128
-        Reconstruction on the same pixels after registration, phase-offset and scale removal.
+        Reconstruction on the same pixels after registration, phase-ramp (optional),
+        phase-offset and scale removal.
     mask : ndarray, shape (h, w), bool
         The compared pixels.
     origin_rc : tuple of int
@@ -69,6 +74,9 @@ class EvaluationResult:
         as compared (phase in radians, reconstruction unwrapped onto the truth).
     frc : dict
         ``{"amplitude": FRCCurve, "phase": FRCCurve}``.
+    phase_ramp_rad_per_px : ndarray, shape (2,), float64
+        ``[a, b]``: the phase ramp ``a r + b c`` (radians per pixel along truth rows and
+        columns) removed from the reconstruction; zeros unless ``remove_phase_ramp``.
     """
 
     metrics: dict
@@ -81,6 +89,7 @@ class EvaluationResult:
     amplitude_scale: float
     images: dict = field(default_factory=dict)
     frc: dict = field(default_factory=dict)
+    phase_ramp_rad_per_px: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
 
 def _as_image(array, name: str) -> np.ndarray:
@@ -134,7 +143,8 @@ def _component_metrics(truth: np.ndarray, recon: np.ndarray, mask: np.ndarray):
 def compare_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth: np.ndarray, *,
                            scan_xy: np.ndarray | None = None, valid: np.ndarray | None = None,
                            registration: str = "auto", upsample_factor: int = 50,
-                           normalize: bool = True) -> EvaluationResult:
+                           normalize: bool = True,
+                           remove_phase_ramp: bool = False) -> EvaluationResult:
     """Align ``recon`` to ``truth`` and compute the metrics; keep the aligned images.
 
     Parameters
@@ -157,6 +167,11 @@ def compare_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth:
         Registration precision ``1 / upsample_factor`` px.
     normalize : bool
         Remove the global phase offset and the amplitude scale before comparing.
+    remove_phase_ramp : bool
+        Also remove the linear phase ramp of the reconstruction relative to the truth, fitted
+        on the compared pixels after registration (before the global phase offset); a ramp
+        moves freely between object and probe when the probe is refined. The fitted ramp is
+        reported as ``metrics["phase_ramp_rad_per_px"]``.
 
     Returns
     -------
@@ -213,6 +228,11 @@ def compare_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth:
 
     box = _bounding_box(compared)
     truth_c, recon_c, mask = truth[box], image[box].copy(), compared[box]
+    origin = (int(box[0].start), int(box[1].start))
+    ramp = np.zeros(2)
+    if remove_phase_ramp:
+        ramp = reg.fit_phase_ramp(truth_c, recon_c, mask)
+        recon_c *= np.exp(-1j * reg.phase_ramp(recon_c.shape, ramp, origin))
     phase_offset, scale = 0.0, 1.0
     if normalize:
         phase_offset = reg.global_phase_offset(truth_c[mask], recon_c[mask])
@@ -230,17 +250,18 @@ def compare_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth:
     for component in COMPONENTS:
         metrics[component], curves[component] = _component_metrics(*images[component], mask)
     metrics["registration_shift_px"] = [float(displacement[0]), float(displacement[1])]
+    if remove_phase_ramp:
+        metrics["phase_ramp_rad_per_px"] = [float(ramp[0]), float(ramp[1])]
     return EvaluationResult(
-        metrics=metrics, truth=truth_c, recon=recon_c, mask=mask,
-        origin_rc=(int(box[0].start), int(box[1].start)), displacement_px=displacement,
-        phase_offset_rad=float(phase_offset), amplitude_scale=float(scale), images=images,
-        frc=curves)
+        metrics=metrics, truth=truth_c, recon=recon_c, mask=mask, origin_rc=origin,
+        displacement_px=displacement, phase_offset_rad=float(phase_offset),
+        amplitude_scale=float(scale), images=images, frc=curves, phase_ramp_rad_per_px=ramp)
 
 
 def evaluate_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth: np.ndarray, *,
                             scan_xy: np.ndarray | None = None, valid: np.ndarray | None = None,
                             registration: str = "auto", upsample_factor: int = 50,
-                            normalize: bool = True) -> dict:
+                            normalize: bool = True, remove_phase_ramp: bool = False) -> dict:
     """Metrics of ``recon`` against ``truth`` (see :func:`compare_reconstruction`).
 
     Returns
@@ -253,27 +274,29 @@ def evaluate_reconstruction(recon: np.ndarray, x0_px: float, y0_px: float, truth
         curve never crossed), and ``[dy, dx]`` the displacement (pixels) of the reconstruction
         relative to the truth, ``recon(r, c) ~ truth(r - dy, c - dx)``, undone before
         comparing. ``psnr_db`` is ``inf`` for a perfect match; ``nan`` marks a metric that is
-        undefined (e.g. PSNR/SSIM of a constant truth amplitude).
+        undefined (e.g. PSNR/SSIM of a constant truth amplitude). With ``remove_phase_ramp``
+        also ``"phase_ramp_rad_per_px": [a, b]``, the removed ramp ``a r + b c`` in radians per
+        pixel along rows and columns.
     """
     return compare_reconstruction(recon, x0_px, y0_px, truth, scan_xy=scan_xy, valid=valid,
                                   registration=registration, upsample_factor=upsample_factor,
-                                  normalize=normalize).metrics
+                                  normalize=normalize, remove_phase_ramp=remove_phase_ramp).metrics
 
 
 def flat_baseline_metrics(recon: np.ndarray, x0_px: float, y0_px: float, truth: np.ndarray, *,
-                          scan_xy: np.ndarray | None = None,
-                          valid: np.ndarray | None = None) -> dict:
+                          scan_xy: np.ndarray | None = None, valid: np.ndarray | None = None,
+                          remove_phase_ramp: bool = False) -> dict:
     """Metrics of a flat object (all ones) in place of ``recon``: the score of knowing nothing.
 
     The flat object covers the same pixels as ``recon`` and is compared the same way (no
     registration: it has no features to register; the amplitude scale and global phase are
     still fitted), so a reconstruction that does not beat these numbers has learned nothing
-    that a constant does not give. Same arguments and return value as
-    :func:`evaluate_reconstruction`.
+    that a constant does not give; with ``remove_phase_ramp`` the flat object's ramp is fitted
+    too. Same arguments and return value as :func:`evaluate_reconstruction`.
     """
     flat = np.ones(np.shape(recon), np.complex64)
     return evaluate_reconstruction(flat, x0_px, y0_px, truth, scan_xy=scan_xy, valid=valid,
-                                   registration="none")
+                                   registration="none", remove_phase_ramp=remove_phase_ramp)
 
 
 #: Gaussian blurs (sigma, pixels) of the truth scored beside every reconstruction.
@@ -281,13 +304,16 @@ CALIBRATION_BLURS_PX = (3.0, 1.5)
 
 
 def calibration_metrics(truth: np.ndarray, valid: np.ndarray, *,
-                        scan_xy: np.ndarray | None = None) -> dict:
+                        scan_xy: np.ndarray | None = None,
+                        remove_phase_ramp: bool = False) -> dict:
     """Scores that calibrate a reconstruction's metrics on the same pixels of the truth grid.
 
     Rows: ``'flat object'`` (all ones: the floor), and ``'truth blurred by S px'`` for each
     sigma S of :data:`CALIBRATION_BLURS_PX` (the truth's real and imaginary parts smoothed by a
     Gaussian of S pixels: what a reconstruction of that resolution scores). Each is compared
-    like a reconstruction placed at the origin of the truth grid, with no registration.
+    like a reconstruction placed at the origin of the truth grid, with no registration, and
+    with ``remove_phase_ramp`` its (fitted, usually near zero) phase ramp removed like the
+    reconstructions it calibrates.
 
     Parameters
     ----------
@@ -296,6 +322,8 @@ def calibration_metrics(truth: np.ndarray, valid: np.ndarray, *,
         Truth pixels to score (e.g. those a reconstruction covers).
     scan_xy : ndarray, shape (M, 2), optional
         Scan positions; only their bounding box is compared (as :func:`evaluate_reconstruction`).
+    remove_phase_ramp : bool
+        Score with the phase ramp removed (see :func:`compare_reconstruction`).
 
     Returns
     -------
@@ -310,7 +338,8 @@ def calibration_metrics(truth: np.ndarray, valid: np.ndarray, *,
         rows[f"truth blurred by {sigma:g} px"] = (gaussian_filter(truth.real, sigma)
                                                   + 1j * gaussian_filter(truth.imag, sigma))
     return {name: evaluate_reconstruction(image, 0.0, 0.0, truth, scan_xy=scan_xy, valid=valid,
-                                          registration="none")
+                                          registration="none",
+                                          remove_phase_ramp=remove_phase_ramp)
             for name, image in rows.items()}
 
 

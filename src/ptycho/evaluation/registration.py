@@ -1,5 +1,7 @@
 """Bring a reconstruction onto the ground-truth grid: placement, sub-pixel registration, and
-removal of the global phase offset and amplitude scale (the ambiguities ptychography cannot fix).
+removal of the global phase offset and amplitude scale (the ambiguities ptychography cannot fix)
+and, optionally, of a linear phase ramp (free between object and probe when the probe is
+refined).
 
 Geometry
 --------
@@ -245,6 +247,82 @@ def global_phase_offset(truth: np.ndarray, recon: np.ndarray) -> float:
         The compared pixels only.
     """
     return float(np.angle(np.sum(np.asarray(truth) * np.conj(recon))))
+
+
+def fit_phase_ramp(truth: np.ndarray, recon: np.ndarray, mask: np.ndarray | None = None,
+                   max_iterations: int = 10) -> np.ndarray:
+    """Linear phase ramp ``[a, b]`` of ``recon`` relative to ``truth`` (rad/px along rows, cols).
+
+    The least-squares fit of ``recon ~ truth * exp(i (a r + b c + phi))`` in the complex field,
+    the extension of :func:`global_phase_offset` by a ramp: ``(a, b, phi)`` maximise
+    ``|sum z exp(-i (a r + b c))|`` with ``z = recon * conj(truth)`` over the ``mask`` pixels,
+    so each pixel is weighted by ``|truth| * |recon|`` (dark pixels, whose phase is noise, count
+    little). ``(r, c)`` are pixel row and column; the slopes do not depend on their origin.
+
+    The ramp is first located on the peak of the 2x zero-padded FFT of ``z`` (so ramps that wrap
+    the phase many times over the region are found), then refined by Gauss-Newton steps: a
+    least-squares plane, weighted by ``|z|``, through the residual phase about its mean.
+
+    Parameters
+    ----------
+    truth, recon : ndarray, shape (h, w), complex
+        Both on the same pixels (e.g. the compared region after registration).
+    mask : ndarray, shape (h, w), bool, optional
+        Pixels to fit on (default: all).
+    max_iterations : int, >= 1
+        Gauss-Newton steps at most; they stop once a step changes the slopes by < 1e-12 rad/px.
+
+    Returns
+    -------
+    ndarray, shape (2,), float64
+        ``[a, b]`` in radians per pixel along rows and columns; zeros when ``recon`` or
+        ``truth`` vanish on the mask.
+    """
+    z = np.asarray(recon, np.complex128) * np.conj(np.asarray(truth, np.complex128))
+    if mask is not None:
+        z = np.where(np.asarray(mask, bool), z, 0.0)
+    weight = np.abs(z)
+    if not weight.sum() > 0:
+        return np.zeros(2)
+    size = [2 * n for n in z.shape]
+    spectrum = np.abs(np.fft.fft2(z, s=size))
+    peak = np.unravel_index(int(np.argmax(spectrum)), spectrum.shape)
+    slopes = np.array([2 * np.pi * np.fft.fftfreq(n)[k] for n, k in zip(size, peak)])
+
+    used = weight > 0
+    rows, cols = np.nonzero(used)
+    rows, cols = rows - rows.mean(), cols - cols.mean()
+    z, root = z[used], np.sqrt(weight[used])
+    design = np.column_stack([rows, cols, np.ones(len(z))]) * root[:, None]
+    for _ in range(max(1, int(max_iterations))):
+        residual = z * np.exp(-1j * (slopes[0] * rows + slopes[1] * cols))
+        phase = np.angle(residual * np.conj(np.sum(residual)))
+        step = np.linalg.lstsq(design, phase * root, rcond=None)[0][:2]
+        slopes = slopes + step
+        if np.max(np.abs(step)) < 1e-12:
+            break
+    return slopes
+
+
+def phase_ramp(shape: tuple[int, int], slopes_rc, origin_rc: tuple[int, int] = (0, 0)
+               ) -> np.ndarray:
+    """The phase ``a r + b c`` (radians) of the ramp ``slopes_rc = [a, b]`` on a grid.
+
+    Parameters
+    ----------
+    shape : (h, w)
+    slopes_rc : sequence of 2 floats
+        Radians per pixel along rows and columns (as from :func:`fit_phase_ramp`).
+    origin_rc : (int, int)
+        Truth row and column of pixel ``[0, 0]``: ``r``, ``c`` are truth-grid indices.
+
+    Returns
+    -------
+    ndarray, shape (h, w), float64, radians
+    """
+    rows = np.arange(shape[0]) + origin_rc[0]
+    cols = np.arange(shape[1]) + origin_rc[1]
+    return float(slopes_rc[0]) * rows[:, None] + float(slopes_rc[1]) * cols[None, :]
 
 
 def amplitude_scale(truth_amplitude: np.ndarray, recon_amplitude: np.ndarray) -> float:

@@ -6,7 +6,8 @@
      "phase": {...same keys...},
      "registration_shift_px": [dy, dx]}
 
-Non-finite values, which strict JSON cannot hold, are written as ``null`` (``psnr_db`` of a
+plus ``"phase_ramp_rad_per_px": [a, b]`` (radians per pixel along rows and columns) when the
+evaluation removed the linear phase ramp. Non-finite values, which strict JSON cannot hold, are written as ``null`` (``psnr_db`` of a
 perfect match is ``+inf``; an undefined metric is ``nan``).
 """
 
@@ -80,6 +81,9 @@ def format_metrics_table(metrics: dict) -> str:
     shift = metrics.get("registration_shift_px")
     if shift is not None:
         lines.append(f"registration shift [dy, dx]: [{shift[0]:.3f}, {shift[1]:.3f}] px")
+    ramp = metrics.get("phase_ramp_rad_per_px")
+    if ramp is not None:
+        lines.append(f"phase ramp removed [rows, cols]: [{ramp[0]:.4g}, {ramp[1]:.4g}] rad/px")
     return "\n".join(lines)
 
 
@@ -115,7 +119,7 @@ def write_report(result, output_dir: str | os.PathLike, *, plot: bool = True,
 
 
 def evaluate_and_report(stitched, scan, output_dir: str | os.PathLike, *, plot: bool = True,
-                        registration: str = "auto") -> dict:
+                        registration: str = "auto", remove_phase_ramp: bool = False) -> dict:
     """Evaluate a stitched object against ``scan.object_guess``; write the report files.
 
     The compared region is the bounding box of the scan positions intersected with the covered
@@ -129,6 +133,9 @@ def evaluate_and_report(stitched, scan, output_dir: str | os.PathLike, *, plot: 
     output_dir : folder for ``metrics.json`` and ``comparison.png``
     plot : bool
     registration : {'auto', 'amplitude', 'complex', 'none'}
+    remove_phase_ramp : bool
+        Remove the linear phase ramp before comparing (see
+        :func:`ptycho.evaluation.compare_reconstruction`).
 
     Returns
     -------
@@ -149,6 +156,7 @@ def evaluate_and_report(stitched, scan, output_dir: str | os.PathLike, *, plot: 
                          "no objectGuess")
     result = compare_reconstruction(stitched.object, stitched.x0_px, stitched.y0_px,
                                     scan.object_guess, registration=registration,
+                                    remove_phase_ramp=remove_phase_ramp,
                                     **comparison_region(stitched, scan))
     write_report(result, output_dir, plot=plot)
     return result.metrics
