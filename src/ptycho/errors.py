@@ -46,6 +46,32 @@ class InputError(PtychoError, ValueError):
         return (type(self), (self.what, self.where, self.expected, self.actual))
 
 
+def first_line(exc: BaseException, *, with_type: bool = False, max_chars: int | None = None
+               ) -> str:
+    """The first line of an exception's message, to quote as the ``actual`` of an InputError.
+
+    Parameters
+    ----------
+    exc : BaseException
+        The exception caught (e.g. an h5py ``OSError``).
+    with_type : bool
+        Prefix the exception's type name: ``"OSError: ..."``.
+    max_chars : int, optional
+        Keep at most this many characters of the line (default: all).
+
+    Returns
+    -------
+    str
+        The first line of the stripped message (prefixed with the type name when
+        ``with_type``); the type name alone when the message is empty.
+    """
+    lines = str(exc).strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    line = lines[0] if max_chars is None else lines[0][:max_chars]
+    return f"{type(exc).__name__}: {line}" if with_type else line
+
+
 class ArchiveError(InputError):
     """A model archive that is missing, truncated, tampered with or of an unknown format."""
 

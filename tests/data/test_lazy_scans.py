@@ -308,3 +308,40 @@ def test_infer_cli_reads_a_streamed_hdf5_scan_like_the_npz(tmp_path, monkeypatch
         with np.load(out / "reconstruction.npz") as recon:
             objects.append(recon["object"])
     np.testing.assert_array_equal(objects[0], objects[1])
+
+
+def test_open_hdf5_turns_open_failures_into_one_line_errors(tmp_path):
+    from ptycho.data.hdf5 import open_hdf5
+
+    fake = tmp_path / "fake.h5"
+    fake.write_bytes(b"not an hdf5 file")
+    with pytest.raises(InputError) as caught:
+        open_hdf5(fake, "a valid HDF5 file", with_type=True)
+    assert (caught.value.what, caught.value.expected) == ("unreadable HDF5", "a valid HDF5 file")
+    assert caught.value.actual.startswith("OSError: ") and "\n" not in caught.value.actual
+    with pytest.raises(InputError) as caught:
+        open_hdf5(tmp_path / "absent.h5", "a valid HDF5 file", "an HDF5 scan file")
+    assert (caught.value.what, caught.value.expected) == ("file not found",
+                                                          "an existing HDF5 scan file")
+    with pytest.raises(InputError) as caught:
+        open_hdf5(tmp_path, "a valid HDF5 file", "a .cxi scan file")
+    assert (caught.value.what, caught.value.expected, caught.value.actual) == (
+        "not a file", "a .cxi scan file", "a directory")
+    # without the kind of file, a missing path is unreadable like any other OSError
+    with pytest.raises(InputError, match="unreadable HDF5"):
+        open_hdf5(tmp_path / "absent.h5", "a valid HDF5 file")
+    good = tmp_path / "good.h5"
+    with h5py.File(good, "w") as handle:
+        handle["x"] = np.arange(3)
+    with open_hdf5(good, "a valid HDF5 file") as handle:
+        np.testing.assert_array_equal(handle["x"][()], np.arange(3))
+
+
+def test_first_line_quotes_one_line_of_an_exception():
+    from ptycho.errors import first_line
+
+    error = OSError("  first line that is long\nsecond line")
+    assert first_line(error) == "first line that is long"
+    assert first_line(error, with_type=True, max_chars=10) == "OSError: first line"
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(ValueError(" \n "), with_type=True) == "ValueError"

@@ -39,10 +39,11 @@ import numpy as np
 
 from ptycho.data import lazy as _lazy
 from ptycho.data.detector import resolve_geometry
+from ptycho.data.hdf5 import open_hdf5
 from ptycho.data.npz import _check_duplicate_positions, check_real_finite
 from ptycho.data.reading import CXI_MASK, CXI_PROBE, ReadOptions, parse_translation_axes, scan_probe
 from ptycho.data.scan import Scan
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 from ptycho.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -105,11 +106,6 @@ def is_cxi(path: str | Path) -> bool:
         return False
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _dataset(handle, key: str, name: str, expected: str, required: bool = True):
     """The h5py Dataset at ``key`` (None when absent and not ``required``)."""
     import h5py
@@ -134,7 +130,7 @@ def _read(dataset, name: str) -> np.ndarray:
         return np.asarray(dataset[()])
     except (OSError, ValueError, TypeError) as exc:
         raise InputError("unreadable dataset", f"{name}:{dataset.name.lstrip('/')}",
-                         "a readable numeric dataset", _first_line(exc)) from None
+                         "a readable numeric dataset", first_line(exc, max_chars=200)) from None
 
 
 def _scalar(handle, key: str, name: str) -> float:
@@ -174,22 +170,11 @@ def read_scan_cxi(path: str | Path, measurement: str = "auto", *, lazy: bool | N
     ptycho.errors.InputError
         A missing or inconsistent field, naming the file and the CXI path.
     """
-    import h5py
-
     path = Path(path)
     options = options or ReadOptions()
     if measurement not in ("auto", "amplitude", "intensity"):
         raise InputError("invalid value", "--measurement", "auto, amplitude or intensity", measurement)
-    try:
-        handle = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise InputError("file not found", str(path), "an existing .cxi scan file") from None
-    except IsADirectoryError:
-        raise InputError("not a file", str(path), "a .cxi scan file", "a directory") from None
-    except OSError as exc:
-        raise InputError("unreadable HDF5", str(path), "a valid CXI (HDF5) file",
-                         _first_line(exc)) from None
-    with handle:
+    with open_hdf5(path, "a valid CXI (HDF5) file", "a .cxi scan file", max_chars=200) as handle:
         return _read_cxi(handle, path, measurement, lazy, options)
 
 

@@ -27,7 +27,7 @@ from ptycho.data import lazy as _lazy
 from ptycho.data.npz import DIFFRACTION_KEYS, REQUIRED_KEYS, MemberReader, read_members
 from ptycho.data.reading import ReadOptions
 from ptycho.data.scan import Scan
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 from ptycho.fileio import atomic_path
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
@@ -44,6 +44,48 @@ def _as_text(value) -> np.ndarray:
     return np.asarray(value)
 
 
+def open_hdf5(path: Path, valid: str, file: str | None = None, *, with_type: bool = False,
+              max_chars: int | None = None):
+    """Open ``path`` read-only with h5py; a file that cannot be opened is one InputError line.
+
+    Parameters
+    ----------
+    path : Path
+    valid : str
+        What a readable file is, the ``expected`` of an ``"unreadable HDF5"`` error
+        (e.g. ``"a valid HDF5 file"``).
+    file : str, optional
+        The kind of file with its article (e.g. ``"an HDF5 scan file"``): a missing path is then
+        ``"file not found"`` (expected ``"an existing HDF5 scan file"``: the article replaced)
+        and a folder ``"not a file"``. Without it (for callers that checked both before) they
+        are ``"unreadable HDF5"`` like any other ``OSError``.
+    with_type, max_chars
+        How the ``OSError`` is quoted (:func:`ptycho.errors.first_line`).
+
+    Returns
+    -------
+    h5py.File
+        Open for reading; use it as a context manager to close it.
+
+    Raises
+    ------
+    ptycho.errors.InputError
+        Missing path, a folder, or not an HDF5 file (truncated, another format, no permission).
+    """
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if file is not None and isinstance(exc, FileNotFoundError):
+            raise InputError("file not found", str(path),
+                             "an existing " + file.split(" ", 1)[1]) from None
+        if file is not None and isinstance(exc, IsADirectoryError):
+            raise InputError("not a file", str(path), file, "a directory") from None
+        raise InputError("unreadable HDF5", str(path), valid,
+                         first_line(exc, with_type=with_type, max_chars=max_chars)) from None
+
+
 class Hdf5Reader(MemberReader):
     """:class:`ptycho.data.npz.NpzReader`'s interface over the root datasets of an HDF5 file."""
 
@@ -55,15 +97,7 @@ class Hdf5Reader(MemberReader):
 
         self.path = path
         self.name = path.name
-        try:
-            self._file = h5py.File(path, "r")
-        except FileNotFoundError:
-            raise InputError("file not found", str(path), "an existing HDF5 scan file") from None
-        except IsADirectoryError:
-            raise InputError("not a file", str(path), "an HDF5 scan file", "a directory") from None
-        except OSError as exc:
-            raise InputError("unreadable HDF5", str(path), "a valid HDF5 file",
-                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        self._file = open_hdf5(path, "a valid HDF5 file", "an HDF5 scan file")
         self.keys = {key for key, item in self._file.items() if isinstance(item, h5py.Dataset)}
         if "measurement" in self._file.attrs:
             self.keys.add("measurement")
@@ -77,7 +111,7 @@ class Hdf5Reader(MemberReader):
             value = self._file[key][()]
         except (OSError, ValueError, TypeError) as exc:
             raise InputError("unreadable dataset", f"{self.name}:{key}", "a readable numeric dataset",
-                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+                             first_line(exc)) from None
         return _as_text(value)
 
     def stored(self, key: str) -> _lazy.StoredArray | None:

@@ -29,7 +29,7 @@ from ptycho.data import lazy as _lazy
 from ptycho.data.detector import resolve_geometry
 from ptycho.data.reading import ReadOptions, scan_probe
 from ptycho.data.scan import Scan
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 from ptycho.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -40,12 +40,6 @@ DIFFRACTION_KEYS = ("diff3d", "diffraction")
 
 def _describe(array: np.ndarray) -> str:
     return f"{array.dtype} array of shape {tuple(array.shape)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    """``Type: first line of the message`` (at most 200 characters) for one-line errors."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
 
 
 def _check_duplicate_positions(xcoords: np.ndarray, ycoords: np.ndarray, where: str) -> None:
@@ -102,7 +96,7 @@ class NpzReader(MemberReader):
             raise InputError("not a file", str(path), "a .npz scan file", "a directory") from None
         except Exception as exc:  # not a zip, truncated, encrypted, unsupported compression...
             raise InputError("unreadable NPZ", str(path), "a valid NumPy .npz archive",
-                             _first_line(exc)) from None
+                             first_line(exc, with_type=True, max_chars=200)) from None
         self.keys = set(self._npz.files)
 
     def get(self, key: str) -> np.ndarray | None:
@@ -115,7 +109,7 @@ class NpzReader(MemberReader):
                 raise InputError("pickled object array", f"{self.name}:{key}",
                                  "a plain numeric array (pickles are never loaded)") from None
             raise InputError("unreadable array", f"{self.name}:{key}", "a valid .npy member",
-                             _first_line(exc)) from None
+                             first_line(exc, with_type=True, max_chars=200)) from None
         except Exception as exc:  # bad CRC, zlib error, truncated member, absurd header...
             raise InputError("corrupt member", f"{self.name}:{key}", "a readable .npy member",
                              type(exc).__name__) from None

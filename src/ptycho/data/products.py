@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 from ptycho.fileio import atomic_path
 
 log = logging.getLogger(__name__)
@@ -597,12 +597,9 @@ def _missing(path: Path, key: str, expected: str, present: Sequence[str]) -> Inp
 def _read_h5_fields(path: Path) -> dict:
     import h5py
 
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError("unreadable HDF5", str(path), "a valid HDF5 product file",
-                         type(exc).__name__ + ": " + str(exc).splitlines()[0]) from None
-    with h5:
+    from ptycho.data.hdf5 import open_hdf5
+
+    with open_hdf5(path, "a valid HDF5 product file", with_type=True) as h5:
         root = h5.attrs
         name = path.name
 
@@ -636,7 +633,7 @@ def _read_h5_fields(path: Path) -> dict:
             except (OSError, ValueError, TypeError) as exc:
                 raise InputError("unreadable dataset", f"{name}:{ds.name.lstrip('/')}",
                                  "a readable numeric dataset",
-                                 type(exc).__name__ + ": " + str(exc).splitlines()[0]) from None
+                                 first_line(exc, with_type=True)) from None
 
         def ds_attr(ds, key: str, required: bool) -> float | None:
             label = f"{name}:{ds.name.lstrip('/')}.attrs['{key}']"
@@ -763,7 +760,7 @@ def _read_npz_fields(path: Path) -> dict:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise InputError("unreadable NPZ", str(path), "a valid NumPy .npz product archive",
-                         type(exc).__name__ + ": " + str(exc).splitlines()[0]) from None
+                         first_line(exc, with_type=True)) from None
     if not hasattr(npz, "files"):
         raise InputError("not an archive", str(path), "a NumPy .npz archive of named arrays",
                          "a single .npy array")
@@ -780,8 +777,7 @@ def _read_npz_fields(path: Path) -> dict:
                             raise InputError("pickled object array", f"{name}:{candidate}",
                                              "a plain array (pickles are never loaded)") from None
                         raise InputError("unreadable array", f"{name}:{candidate}",
-                                         "a valid .npy member",
-                                         str(exc).splitlines()[0]) from None
+                                         "a valid .npy member", first_line(exc)) from None
                     except (zipfile.BadZipFile, OSError, EOFError) as exc:
                         raise InputError("corrupt member", f"{name}:{candidate}",
                                          "a readable .npy member", type(exc).__name__) from None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def _open_array(path: Path, keys: tuple[str, ...], kind: str) -> tuple[np.ndarra
                 raise InputError("pickled object array", path.name,
                                  "a plain numeric array (pickles are never loaded)") from None
             raise InputError("unreadable file", str(path), f"a {kind} .npy array",
-                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+                             first_line(exc)) from None
         except (OSError, EOFError) as exc:
             raise InputError("unreadable file", str(path), f"a {kind} .npy array",
                              type(exc).__name__) from None
@@ -173,12 +173,9 @@ def _open_array(path: Path, keys: tuple[str, ...], kind: str) -> tuple[np.ndarra
 def _hdf5_array(path: Path, keys: tuple[str, ...], kind: str) -> tuple[np.ndarray, str]:
     import h5py
 
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as exc:
-        raise InputError("unreadable HDF5", str(path), f"a valid HDF5 {kind} file",
-                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
-    with handle:
+    from ptycho.data.hdf5 import open_hdf5
+
+    with open_hdf5(path, f"a valid HDF5 {kind} file") as handle:
         key = next((k for k in keys if isinstance(handle.get(k), h5py.Dataset)), None)
         if key is None:
             raise InputError("missing dataset", f"{path.name}:{keys[0]}",
@@ -188,7 +185,7 @@ def _hdf5_array(path: Path, keys: tuple[str, ...], kind: str) -> tuple[np.ndarra
             return np.asarray(handle[key][()]), f"{path.name}:{key}"
         except (OSError, ValueError, TypeError) as exc:
             raise InputError("unreadable dataset", f"{path.name}:{key}", "a readable numeric dataset",
-                             str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+                             first_line(exc)) from None
 
 
 def read_mask_file(path) -> tuple[np.ndarray, str]:
