@@ -128,8 +128,8 @@ def test_each_sample_meets_its_own_probe_and_intensity_scale(library, losses):
 def _train(scans, tmp_path, **fields):
     from ptycho.workflows import training
 
-    config = TrainingConfig(model=ModelConfig(N=64, n_filters_scale=1), nepochs=1, batch_size=8,
-                            output_dir=tmp_path, **fields)
+    fields = {"model": ModelConfig(N=64, n_filters_scale=1), **fields}
+    config = TrainingConfig(nepochs=1, batch_size=8, output_dir=tmp_path, **fields)
     execution = ExecutionConfig(logger="none", progress_bar=False, accelerator="cpu")
     return training.train(config, execution, train_scan=scans, write_outputs=False), config
 
@@ -149,6 +149,22 @@ def test_solver_targets_reconstruct_each_training_scan(tmp_path):
         assert data.scan.n_positions == original.n_positions
     mean_photons = np.mean([data.nphotons for data in result.scans])
     assert config.realspace_mae_weight == pytest.approx(default_target_weight(mean_photons, 64))
+
+
+def test_solver_targets_refine_each_scans_own_probe_modes(tmp_path):
+    """--targets refine:K with 2 probe modes and several scans: the solver refines each scan's
+    modes, and each scan trains with its own refined modes (normalised as in training)."""
+    pytest.importorskip("torch")
+    a, b = make_library_scans()
+    result, _ = _train([a, b], tmp_path, targets="refine:4",
+                       model=ModelConfig(N=64, n_filters_scale=1, probe_modes=2))
+    for original, data in zip((a, b), result.scans):
+        assert any("probe refined by the solver" in note for note in data.scan.notes)
+        np.testing.assert_array_equal(data.probe, physics.normalize_probe(
+            data.scan.initial_probe(2), MODEL.probe_scale))
+        start = physics.normalize_probe(original.initial_probe(2), MODEL.probe_scale)
+        assert data.probe.shape == (2, 64, 64) and not np.allclose(data.probe, start)
+    assert not np.allclose(result.scans[0].probe, result.scans[1].probe)
 
 
 def test_one_scan_in_a_list_is_the_single_scan_case(tmp_path):

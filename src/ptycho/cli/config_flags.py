@@ -39,7 +39,8 @@ HELP = {
                        "normalisation",
     "targets": "refine or refine:K: reconstruct the training scan with K iterations of the "
                "iterative solver and also train against it, with weight --realspace_mae_weight "
-               "(when 0: 10 per mean count per detector pixel)",
+               "(when 0: 10 per mean count per detector pixel); with --probe_trainable or "
+               "--probe-modes M > 1 the solver also refines the probe and training uses it",
     "test_data_file": "scan to reconstruct after training (.npz, .h5 or .cxi)",
     "batch_size": "samples per optimiser step",
     "nepochs": "maximum number of epochs",

@@ -121,7 +121,11 @@ class TrainingConfig:
     iterative solver (:mod:`ptycho.refine`, K iterations; default its own) and trains against
     those patches with weight ``realspace_mae_weight`` (amplitude and phase MAE; when left at 0,
     10 per mean count per detector pixel: ``ptycho.workflows.targets.default_target_weight``)
-    beside the physics loss; the solver's time counts in the training time.
+    beside the physics loss; the solver's time counts in the training time. When the training
+    learns or estimates the probe (``probe_trainable``, or ``model.probe_modes`` > 1) the solver
+    also refines the probe (every mode) and the network trains with that refined probe, which
+    the archive then holds (``ptycho.workflows.targets.solver_refines_probe``); a fixed
+    single-mode probe stays as given.
 
     Learning-rate schedule and clipping (the same in both backends, see
     :mod:`ptycho.backends.schedule`):

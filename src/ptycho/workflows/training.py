@@ -67,7 +67,9 @@ class TrainingScan:
     """Photons per pattern of its Poisson model (measured unless ``nphotons`` was given)."""
     probe: np.ndarray
     """(N, N) complex: its probe normalised by ``ModelConfig.probe_scale``; (M, N, N) for
-    ``probe_modes`` M > 1 (:meth:`Scan.initial_probe`, normalised by the total power)."""
+    ``probe_modes`` M > 1 (:meth:`Scan.initial_probe`, normalised by the total power). With
+    ``targets`` and a learned or mixed-state probe, the solver's refined probe
+    (:func:`ptycho.workflows.targets.solver_refines_probe`)."""
 
     @property
     def intensity_scale(self) -> float:
@@ -186,17 +188,21 @@ def _log_mask(scan: Scan) -> None:
 
 def _with_solver_targets(scan: Scan, iterations: int, config: TrainingConfig,
                          nphotons: float) -> Scan:
-    """``config.targets``: the scan with the solver's reconstruction as its objectGuess."""
+    """``config.targets``: the scan with the solver's reconstruction as its objectGuess, and
+    the solver's refined probe as its probe when :func:`solver_refines_probe` says so."""
     import time
 
-    from ptycho.workflows.targets import solver_targets
+    from ptycho.workflows.targets import solver_refines_probe, solver_targets
 
     started = time.perf_counter()
+    refine_probe = solver_refines_probe(config)
     target_scan, result = solver_targets(scan, iterations, config.model.probe_scale, nphotons,
-                                         seed=config.seed, probe_modes=config.model.probe_modes)
-    log.info("training targets of %s: %d solver iterations in %.1f s (misfit %.4g)",
+                                         seed=config.seed, probe_modes=config.model.probe_modes,
+                                         refine_probe=refine_probe)
+    log.info("training targets of %s: %d solver iterations in %.1f s (misfit %.4g)%s",
              Path(scan.source).name, len(result.history["iteration"]),
-             time.perf_counter() - started, result.history["misfit"][-1])
+             time.perf_counter() - started, result.history["misfit"][-1],
+             "; the network trains with the solver's refined probe" if refine_probe else "")
     return target_scan
 
 
@@ -215,15 +221,17 @@ def _prepare(scan: Scan, config: TrainingConfig, solver_iterations: int | None) 
     probe = physics.normalize_probe(scan.initial_probe(config.model.probe_modes),
                                     config.model.probe_scale)
     if config.model.probe_modes > 1:
-        _log_modes(scan, probe, config)
+        _log_modes(scan, probe, config, refined=solver_iterations is not None)
     return TrainingScan(scan=scan, grouped=grouped, nphotons=nphotons, probe=probe)
 
 
-def _log_modes(scan: Scan, probe: np.ndarray, config: TrainingConfig) -> None:
-    """Say where the probe modes of a mixed-state model come from and what power they carry."""
+def _log_modes(scan: Scan, probe: np.ndarray, config: TrainingConfig, refined: bool) -> None:
+    """Say where the probe modes of a mixed-state model come from and what power they carry
+    (``refined``: the solver targets refined them)."""
     given = len(scan.probe_stack())
     modes = config.model.probe_modes
-    origin = (f"{min(given, modes)} of the {given} modes given" if given >= modes else
+    origin = ("refined by the solver targets" if refined else
+              f"{min(given, modes)} of the {given} modes given" if given >= modes else
               f"the {given} given and {modes - given} made from mode 0")
     powers = physics.mode_powers(probe)
     log.info("probe of %s: %d incoherent modes (%s), orthogonalised; power %s; %s",
