@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all bench bench-quality bench-realistic lint parity clean
+.PHONY: install demo test test-all bench bench-quality bench-realistic bench-positions lint parity clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ bench-quality: $(STAMP)
 # probe modes, solver and network: benchmarks/results/realistic-<stamp>.*
 bench-realistic: $(STAMP)
 	$(PY) benchmarks/realistic.py
+
+# Scan-position refinement (issue 14): per-position steps alone vs with the joint affine step,
+# 3 error draws, a 1 % scale error and exact positions, ~8 min on 1 CPU thread:
+# benchmarks/results/positions-<stamp>.*
+bench-positions: $(STAMP)
+	$(PY) benchmarks/positions.py
 
 # Full backend parity run (~4 min on 2 CPU cores): simulate a scan, then train -> save -> load ->
 # infer with TensorFlow and PyTorch and write outputs/parity/reports/<UTC timestamp>/ (see docs/parity.md).

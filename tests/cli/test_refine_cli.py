@@ -83,10 +83,11 @@ def test_refine_from_flat_then_from_its_reconstruction_then_evaluate(scan_file, 
 def test_flags_map_onto_refine_options_and_default_to_them():
     args = build_parser().parse_args(["refine", "--scan", "s.npz", "--output_dir", "o",
                                       "--batch_size", "4", "--refine-probe",
-                                      "--refine-positions", "false", "--noise-model", "poisson"])
+                                      "--refine-positions", "false", "--noise-model", "poisson",
+                                      "--position-affine", "false"])
     options = options_from_args(args, REFINE_FLAGS)
     expected = RefineOptions(batch_size=4, refine_probe=True, refine_positions=False,
-                             noise_model="poisson")
+                             noise_model="poisson", position_affine=False)
     assert options == expected
     defaults = options_from_args(build_parser().parse_args(
         ["refine", "--scan", "s.npz", "--output_dir", "o"]), REFINE_FLAGS)

@@ -145,6 +145,28 @@ def test_positions_with_errors_of_up_to_2_px_are_corrected(scan):
     assert _ssim(result, scan)[0] > 0.9
 
 
+def test_a_global_scale_error_of_the_positions_is_removed_by_the_joint_affine_step(scan):
+    """True positions 1.5 % farther from the centre than given: the per-position steps alone
+    hardly change that scale (the object follows the positions); the joint affine step does."""
+    truth = np.column_stack([scan.xcoords, scan.ycoords])
+    centre = truth.mean(axis=0)
+    given = centre + (truth - centre) / 1.015
+    scaled = dataclasses.replace(scan, xcoords=given[:, 0], ycoords=given[:, 1])
+
+    def rms(positions):
+        offsets = positions - truth
+        offsets -= offsets.mean(axis=0)
+        return float(np.sqrt(np.mean(np.sum(offsets ** 2, axis=1))))
+
+    free = refine(scaled, options=_options(iterations=20, refine_positions=True,
+                                           position_affine=False))
+    joint = refine(scaled, options=_options(iterations=20, refine_positions=True))
+    assert rms(given) > 0.25
+    assert rms(free.positions_xy) > 0.1
+    assert rms(joint.positions_xy) < 0.3 * rms(free.positions_xy)
+    assert _ssim(joint, scan)[1] > _ssim(free, scan)[1]
+
+
 def test_the_probe_is_recovered_from_a_gaussian_guess(scan):
     true_probe = physics.normalize_probe(scan.probe)
     axis = np.arange(scan.N) - (scan.N - 1) / 2
@@ -214,7 +236,7 @@ def test_on_iteration_adds_columns_to_the_history(scan):
     ("iterations", 0), ("batch_size", 0), ("noise_model", "laplace"), ("object_step", 0.0),
     ("momentum", 1.0), ("decay_fraction", 1.5), ("final_step_fraction", 0.0),
     ("illumination_floor", -1.0), ("device", "tpu"), ("refine_probe", "yes"), ("seed", -1),
-    ("probe_modes", 0), ("probe_modes", 17),
+    ("probe_modes", 0), ("probe_modes", 17), ("position_affine", "joint"),
 ])
 def test_invalid_options_are_refused_by_name(scan, field, value):
     options = _options(**{field: value})

@@ -110,6 +110,32 @@ def test_position_step_recovers_a_small_known_shift(problem):
     assert np.abs(remaining).max() < 0.25 * np.abs(shift).max()
 
 
+def test_affine_step_recovers_a_small_known_map(problem):
+    """Data of the positions moved by ``B (p - c)`` with the object warped along: the joint
+    affine Gauss-Newton step from the unmoved state finds ``B`` (noise-free, smooth object)."""
+    _, probe, origin_rc = problem
+    rows, cols = np.mgrid[0:CANVAS[0], 0:CANVAS[1]]
+    obj_t = torch.from_numpy(np.exp(1j * (np.sin(rows / 3.0) + np.cos(cols / 4.0))))
+    probe_t = torch.from_numpy(probe)
+    origin_t = torch.from_numpy(origin_rc)
+    centre_rc = origin_t.mean(dim=0)
+    matrix = torch.tensor([[0.012, -0.006], [0.004, -0.009]], dtype=torch.float64)
+    moved = _windows((origin_t + (origin_t - centre_rc) @ matrix.T).numpy())
+    warped = solver.warp_object(obj_t, matrix, centre_rc + N / 2)
+    measured = torch.fft.fft2(probe_t * moved.patches(moved.window(warped)), norm="ortho").abs()
+    start = _windows(origin_rc)
+    patches = start.patches(start.window(obj_t))
+    spectrum = torch.fft.fft2(probe_t * patches, norm="ortho")
+    d_row, d_col = torch.gradient(patches, dim=(-2, -1))
+    normal, gradient = solver.affine_normal_equations(spectrum, measured, None, probe_t,
+                                                      d_row, d_col)
+    step = solver.affine_step(normal, gradient, origin_t - centre_rc, max_step_px=1.0)
+    assert normal.shape == (4, 4) and gradient.shape == (4,)
+    assert float((step - matrix).abs().max()) < 0.2 * float(matrix.abs().max())
+    capped = solver.affine_step(normal, gradient, origin_t - centre_rc, max_step_px=0.01)
+    assert float(((origin_t - centre_rc) @ capped.T).abs().max()) == pytest.approx(0.01)
+
+
 # ---------------------------------------------------------------------------------------------
 # Mixed-state probe: M incoherent modes, I = sum_k |Psi_k|**2
 # ---------------------------------------------------------------------------------------------

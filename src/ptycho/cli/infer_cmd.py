@@ -60,6 +60,9 @@ def register(subparsers) -> argparse.ArgumentParser:
                help="also refine the probe")
     add_option(refinement, "refine-positions", type=bool,
                help="also refine the scan positions (sub-pixel)")
+    add_option(refinement, "position-affine", type=bool,
+               help="with --refine-positions, also a joint affine step of all positions with "
+                    "the object (default: true; see refine --help)")
     product = parser.add_argument_group("ptychodus product output")
     add_option(product, "product_out", type=str, metavar="FILE",
                help="also write the reconstruction as a ptychodus product (.h5, .hdf5 or .npz)")
@@ -181,7 +184,8 @@ def _refine_options(args: argparse.Namespace):
                          "refinement)", str(args.refine_iterations))
     return options_from_args(args, {"iterations": "--refine-iterations",
                                     "refine_probe": "--refine-probe",
-                                    "refine_positions": "--refine-positions"})
+                                    "refine_positions": "--refine-positions",
+                                    "position_affine": "--position-affine"})
 
 
 def _refine(result, scan, probe, options, output_dir, log) -> dict:

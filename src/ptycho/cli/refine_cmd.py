@@ -21,6 +21,7 @@ REFINE_FLAGS = {
     "refine_positions": "--refine-positions",
     "probe_start_iteration": "--probe-start-iteration",
     "position_start_iteration": "--position-start-iteration",
+    "position_affine": "--position-affine",
     "probe_modes": "--probe-modes",
     "seed": "--seed",
     "device": "--device",
@@ -73,6 +74,12 @@ def add_solver_options(parser, flags: dict[str, str], help_prefix: str = "") -> 
         "position_start_iteration": dict(type=int, metavar="K",
                                          help="first iteration (0-based) with position updates "
                                               "(default: %(default)s)"),
+        "position_affine": dict(type=bool,
+                                help="with --refine-positions, also take a joint affine step "
+                                     "(scale, rotation, shear) of all positions with the object "
+                                     "each iteration; false: per-position steps only, which "
+                                     "leave a scale error of the scan almost uncorrected "
+                                     "(default: %(default)s)"),
         "probe_modes": dict(type=int, metavar="M",
                             help="incoherent probe modes: the scan's modes, missing ones made "
                                  "from mode 0, orthogonalised; all refined with --refine-probe "

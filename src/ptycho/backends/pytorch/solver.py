@@ -20,6 +20,14 @@ for the Gaussian model) drives
   patch, with ``do/dx`` the central difference of the patch. (The exact derivative of the
   bilinear sampling is piecewise constant in the shift, and its misfit has stationary points
   inside pixel cells where half of the positions of a 2 px-perturbed scan got stuck.)
+- with ``position_affine``, once per iteration, a global affine map ``B`` (2 x 2) of the
+  positions about the scan's centre ``c`` taken jointly with the object: the positions move by
+  ``B (p - c)`` and the object is warped to follow to first order,
+  ``O(x) -> O(x) - (B (x - c)) . grad O(x)``, so each patch changes by ``-(B r) . grad o`` (r:
+  pixel offset from the patch's centre). ``B`` is the Gauss-Newton step of the amplitude misfit
+  for that change, its 4 x 4 normal equations summed over the iteration's minibatches. The
+  per-position steps alone leave this mode (a scale or shear of the scan that the object
+  follows) almost unchanged over many iterations.
 
 Mixed-state probe (modes ``P_k``, (M, N, N)): ``I_m = sum_k |Psi_mk|**2`` with
 ``Psi_mk = fft2(P_k o_m) / N``. The correction factor of each pixel comes from the summed
@@ -191,25 +199,8 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
     d_row, d_col : Tensor, shape (B, N, N), complex, derivatives of the patches along rows
         and columns (pixels)
     """
-    mixed_state = spectrum.ndim == 4
-    if mixed_state:
-        modulus = torch.sqrt((spectrum.real ** 2 + spectrum.imag ** 2).sum(dim=1))
-        weighted = spectrum / torch.clamp(modulus, min=1e-12)[:, None]
-    else:
-        modulus = torch.abs(spectrum)
-        weighted = spectrum / torch.clamp(modulus, min=1e-12)
-    residual = measured - modulus
-    columns = []
-    for derivative in (d_row, d_col):
-        if mixed_state:
-            column = (weighted.conj() * torch.fft.fft2(probe * derivative[:, None],
-                                                       norm="ortho")).real.sum(dim=1)
-        else:
-            column = (weighted.conj() * torch.fft.fft2(probe * derivative, norm="ortho")).real
-        columns.append(column if valid is None else column * valid)
-    j_row, j_col = columns
-    if valid is not None:
-        residual = residual * valid
+    (j_row, j_col), residual = amplitude_jacobian(spectrum, measured, valid, probe,
+                                                  (d_row, d_col))
 
     def inner(u, v):
         return (u * v).sum(dim=(-2, -1))
@@ -222,6 +213,121 @@ def solve_position_steps(spectrum: torch.Tensor, measured: torch.Tensor,
     step_row = torch.where(safe, (bb * ra - ab * rb) / det, torch.zeros_like(det))
     step_col = torch.where(safe, (aa * rb - ab * ra) / det, torch.zeros_like(det))
     return torch.stack([step_row, step_col], dim=1)
+
+
+def amplitude_jacobian(spectrum: torch.Tensor, measured: torch.Tensor,
+                       valid: torch.Tensor | None, probe: torch.Tensor,
+                       derivatives) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Columns of the amplitude Jacobian for given patch changes, and the amplitude residual.
+
+    Parameters
+    ----------
+    spectrum, measured, valid, probe
+        As in :func:`solve_position_steps`.
+    derivatives : sequence of Tensor, each shape (B, N, N), complex
+        Change of every patch per unit of one parameter.
+
+    Returns
+    -------
+    columns : list of Tensor, each shape (B, N, N), real
+        ``Re(conj(u) F(P do))`` per derivative (summed over probe modes), 0 on invalid pixels.
+    residual : Tensor, shape (B, N, N), real
+        ``a - |Psi|`` (amplitudes, sqrt(counts)), 0 on invalid pixels.
+    """
+    mixed_state = spectrum.ndim == 4
+    if mixed_state:
+        modulus = torch.sqrt((spectrum.real ** 2 + spectrum.imag ** 2).sum(dim=1))
+        weighted = spectrum / torch.clamp(modulus, min=1e-12)[:, None]
+    else:
+        modulus = torch.abs(spectrum)
+        weighted = spectrum / torch.clamp(modulus, min=1e-12)
+    residual = measured - modulus
+    columns = []
+    for derivative in derivatives:
+        if mixed_state:
+            column = (weighted.conj() * torch.fft.fft2(probe * derivative[:, None],
+                                                       norm="ortho")).real.sum(dim=1)
+        else:
+            column = (weighted.conj() * torch.fft.fft2(probe * derivative, norm="ortho")).real
+        columns.append(column if valid is None else column * valid)
+    if valid is not None:
+        residual = residual * valid
+    return columns, residual
+
+
+def affine_normal_equations(spectrum: torch.Tensor, measured: torch.Tensor,
+                            valid: torch.Tensor | None, probe: torch.Tensor,
+                            d_row: torch.Tensor, d_col: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss-Newton normal equations of a minibatch for the joint affine map of the scan.
+
+    The map ``B = [[b_rr, b_rc], [b_cr, b_cc]]`` (dimensionless) moves every position by
+    ``B (p - c)`` and warps the object with it (:func:`warp_object`), which changes each patch
+    by ``-(d_row (B r)_row + d_col (B r)_col)``, ``r`` the pixel's ``[row, col]`` offset from
+    the patch's centre (pixels).
+
+    Parameters
+    ----------
+    spectrum, measured, valid, probe, d_row, d_col
+        As in :func:`solve_position_steps`.
+
+    Returns
+    -------
+    normal : Tensor, shape (4, 4), float64
+        ``J^T J`` over the minibatch's valid pixels, parameters ``b_rr, b_rc, b_cr, b_cc``.
+    gradient : Tensor, shape (4,), float64
+        ``J^T (a - |Psi|)``.
+    """
+    n = d_row.shape[-1]
+    offset_px = torch.arange(n, device=d_row.device, dtype=d_row.real.dtype) - n / 2
+    r_row, r_col = offset_px[:, None], offset_px[None, :]
+    derivatives = (-d_row * r_row, -d_row * r_col, -d_col * r_row, -d_col * r_col)
+    columns, residual = amplitude_jacobian(spectrum, measured, valid, probe, derivatives)
+    jacobian = torch.stack([column.reshape(-1) for column in columns]).to(torch.float64)
+    return jacobian @ jacobian.T, jacobian @ residual.reshape(-1).to(torch.float64)
+
+
+def warp_object(obj: torch.Tensor, matrix: torch.Tensor, centre_rc: torch.Tensor) -> torch.Tensor:
+    """The object moved with the positions by the affine map ``matrix``, to first order.
+
+    ``O(x) - (B (x - c)) . grad O(x)`` with ``grad`` the central difference (one-sided at the
+    canvas's edges): the object whose patches at the moved positions ``p + B (p - c)`` equal,
+    to first order, the patches of ``O`` at ``p`` deformed by ``B`` about their centres.
+
+    Parameters
+    ----------
+    obj : Tensor, shape (H, W), complex
+    matrix : Tensor, shape (2, 2), float64, ``B`` acting on ``[row, col]`` offsets
+    centre_rc : Tensor, shape (2,), float64, canvas ``[row, col]`` of ``c`` (pixels)
+
+    Returns
+    -------
+    Tensor, shape (H, W), dtype of ``obj``
+    """
+    height, width = obj.shape
+    rows = torch.arange(height, device=obj.device, dtype=torch.float64)[:, None] - centre_rc[0]
+    cols = torch.arange(width, device=obj.device, dtype=torch.float64)[None, :] - centre_rc[1]
+    shift_row = (matrix[0, 0] * rows + matrix[0, 1] * cols).to(obj.real.dtype)
+    shift_col = (matrix[1, 0] * rows + matrix[1, 1] * cols).to(obj.real.dtype)
+    gradient_row, gradient_col = torch.gradient(obj)
+    return obj - shift_row * gradient_row - shift_col * gradient_col
+
+
+def affine_step(normal: torch.Tensor, gradient: torch.Tensor, offsets_rc: torch.Tensor,
+                max_step_px: float) -> torch.Tensor | None:
+    """The affine map ``B`` (2, 2) float64 of the summed normal equations, or None if singular.
+
+    Scaled down so that no position moves by more than ``max_step_px`` (pixels, per axis);
+    ``offsets_rc`` (M, 2) float64 are the positions' offsets from the scan's centre (pixels).
+    """
+    solution, info = torch.linalg.solve_ex(normal, gradient)
+    if int(info) != 0 or not bool(torch.isfinite(solution).all()):
+        return None
+    matrix = solution.reshape(2, 2)
+    largest_px = float((offsets_rc @ matrix.T).abs().max())
+    if largest_px > max_step_px:
+        matrix = matrix * (max_step_px / largest_px)
+    return matrix
 
 
 def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, *,
@@ -278,6 +384,10 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
         before = state.obj.clone() if options.momentum > 0 else None
         misfit_sum = 0.0
         misfit_count = 0
+        update_affine = update_positions and options.position_affine
+        if update_affine:
+            affine_normal = torch.zeros((4, 4), dtype=torch.float64, device=device)
+            affine_gradient = torch.zeros(4, dtype=torch.float64, device=device)
         for lo in range(0, n_positions, options.batch_size):
             batch_cpu = order[lo:lo + options.batch_size]
             batch = batch_cpu.to(device)
@@ -303,6 +413,11 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
                 steps = solve_position_steps(spectrum, amplitude, mask, state.probe, d_row, d_col)
                 steps = torch.clamp(steps, -options.max_position_step_px,
                                     options.max_position_step_px)
+                if update_affine:
+                    normal, gradient = affine_normal_equations(spectrum, amplitude, mask,
+                                                               state.probe, d_row, d_col)
+                    affine_normal += normal
+                    affine_gradient += gradient
             _update_object(state, windows, chi, options, step_scale)
             if update_probe:
                 _update_probe(state, patches, chi, options, step_scale)
@@ -322,6 +437,8 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
             # A common shift of all positions is a shift of the object: keep the scan's centre.
             drift = (state.origin_rc - start_rc).mean(dim=0)
             state.origin_rc -= drift
+        if update_affine:
+            _move_affine(state, affine_normal, affine_gradient, start_rc, options)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         elapsed += time.perf_counter() - started
@@ -332,6 +449,23 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
             for key, value in on_iteration(iteration + 1, state, history).items():
                 history.setdefault(key, []).append(value)
     return state, history
+
+
+def _move_affine(state: SolverState, normal: torch.Tensor, gradient: torch.Tensor,
+                 start_rc: torch.Tensor, options) -> None:
+    """Take the joint affine step of the iteration's summed normal equations
+    (:func:`affine_normal_equations`): warp the object, move the positions (kept within
+    ``max_position_correction_px`` of ``start_rc``)."""
+    centre_rc = state.origin_rc.mean(dim=0)
+    offsets_rc = state.origin_rc - centre_rc
+    matrix = affine_step(normal, gradient, offsets_rc, options.max_position_step_px)
+    if matrix is None:
+        return
+    n = state.probe.shape[-1]
+    state.obj = warp_object(state.obj, matrix, centre_rc + n / 2)
+    limit = float(options.max_position_correction_px)
+    moved = state.origin_rc + offsets_rc @ matrix.T
+    state.origin_rc = torch.minimum(torch.maximum(moved, start_rc - limit), start_rc + limit)
 
 
 def step_schedule(iteration: int, options) -> float:
