@@ -45,8 +45,8 @@ HELP = {
     "batch_size": "samples per optimiser step",
     "nll_weight": "weight of the Poisson NLL of the counts (the default data term)",
     "mae_weight": "weight of the mean absolute error of the far-field amplitudes (sqrt counts); "
-                  "--mae_weight 1 --nll_weight 0 trained better and more reproducibly than "
-                  "the NLL on natural-image scans (benchmarks/results/network-diagnosis-*.md)",
+                  "--mae_weight 1 --nll_weight 0 trained better than the NLL on most measures "
+                  "on natural-image scans (benchmarks/results/network-diagnosis-*.md)",
     "nepochs": "maximum number of epochs",
     "nphotons": "photons per pattern for the Poisson model (default: measured from the data)",
     "n_groups": "number of training groups (default: one per scan position)",
