@@ -144,11 +144,8 @@ def main(argv=None) -> int:
         report["cases"][label] = row
         print(label, json.dumps(row, default=float), file=sys.stderr, flush=True)
     report["total_s"] = time.perf_counter() - started
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    base = args.out / f"positions-{stamp}"
-    base.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
-    base.with_suffix(".md").write_text(markdown(report))
+    base = quality.write_record(args.out, "positions", quality.utc_stamp(), report,
+                                markdown(report))
     print(markdown(report))
     print(f"results: {base}.md, .json ({report['total_s']:.0f} s)", file=sys.stderr)
     return 0

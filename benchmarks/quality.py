@@ -69,6 +69,21 @@ LSQML_SECONDS_PER_EPOCH = 0.95
 LOSSES = {"nll": {}, "amplitude-mae": {"mae_weight": 1.0, "nll_weight": 0.0}}
 
 
+def utc_stamp() -> str:
+    """Now in UTC as ``YYYYMMDDTHHMMSSZ``, the suffix of the result files."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_record(out_dir: Path, name: str, stamp: str, report: dict, text: str) -> Path:
+    """Write ``<out_dir>/<name>-<stamp>.json`` (``report``) and ``.md`` (``text``); return the
+    path without suffix."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = out_dir / f"{name}-{stamp}"
+    base.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
+    base.with_suffix(".md").write_text(text)
+    return base
+
+
 def make_scans(names=SCANS) -> dict:
     from ptycho.data.simulation import simulate
 
@@ -423,11 +438,7 @@ def main(argv=None) -> int:
     for name in args.sections:
         report[name] = sections[name](scans, regions, args)
     report["total_s"] = time.perf_counter() - started
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    base = args.out / f"quality-{stamp}"
-    base.with_suffix(".json").write_text(json.dumps(report, indent=1, default=float))
-    base.with_suffix(".md").write_text(markdown(report))
+    base = write_record(args.out, "quality", utc_stamp(), report, markdown(report))
     figure(report, base.with_suffix(".png"))
     print(markdown(report))
     print(f"results: {base}.json, .md, .png ({report['total_s']:.0f} s)", file=sys.stderr)

@@ -34,8 +34,6 @@ Writes ``benchmarks/results/realistic-<UTC timestamp>.json`` and ``.md``. Run
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -44,7 +42,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import calibration, score, scored_region, train_model
+from quality import calibration, score, scored_region, train_model, utc_stamp, write_record
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -269,11 +267,8 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     report = run(args)
-    report["stamp"] = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    args.out.mkdir(parents=True, exist_ok=True)
-    base = args.out / f"realistic-{report['stamp']}"
-    base.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    base.with_suffix(".md").write_text(markdown(report))
+    report["stamp"] = utc_stamp()
+    write_record(args.out, "realistic", report["stamp"], report, markdown(report))
     print(markdown(report))
     return 0
 
