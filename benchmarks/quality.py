@@ -23,6 +23,9 @@ Sections (``--sections``):
     (``infer --refine-iterations``), and on ``new`` after test-time adaptation
     (``infer --adapt-epochs``). ``--loss amplitude-mae`` trains with the amplitude MAE
     instead of the Poisson NLL.
+``ceiling``
+    The generator trained on the training scan's ground truth (supervised, early stopping
+    off): an upper bound for the network rows at the same epochs.
 ``targets``
     ``train --targets refine:K`` (solver targets + physics loss) beside plain training, for
     the target weights given; total wall time includes the solver.
@@ -100,13 +103,9 @@ def scored_region(scan) -> np.ndarray:
     return mask
 
 
-#: scoring options of :func:`score` and :func:`calibration` (``--remove-phase-ramp`` sets them)
-SCORING = {"remove_phase_ramp": False}
-
-
-def score(obj, x0_px, y0_px, weight, scan, region, remove_phase_ramp=None) -> dict:
+def score(obj, x0_px, y0_px, weight, scan, region, remove_phase_ramp: bool = False) -> dict:
     """SSIM and PSNR of a reconstruction on ``region`` (truth grid) and its own covered pixels;
-    ``remove_phase_ramp`` (default: ``SCORING``) also removes the linear phase ramp."""
+    ``remove_phase_ramp`` also removes the linear phase ramp (``--remove-phase-ramp``)."""
     from ptycho.evaluation import evaluate_reconstruction
 
     rows = np.arange(obj.shape[0]) + int(round(y0_px))
@@ -119,7 +118,7 @@ def score(obj, x0_px, y0_px, weight, scan, region, remove_phase_ramp=None) -> di
     valid = mapped & (np.asarray(weight) > 0)
     metrics = evaluate_reconstruction(obj, x0_px, y0_px, scan.object_guess,
                                       scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
-                                      valid=valid, remove_phase_ramp=_ramp(remove_phase_ramp))
+                                      valid=valid, remove_phase_ramp=remove_phase_ramp)
     return flatten(metrics)
 
 
@@ -127,16 +126,12 @@ def flatten(metrics: dict) -> dict:
     return {f"{c}_{k}": float(metrics[c][k]) for c in COMPONENTS for k in ("ssim", "psnr_db")}
 
 
-def _ramp(remove_phase_ramp) -> bool:
-    return SCORING["remove_phase_ramp"] if remove_phase_ramp is None else bool(remove_phase_ramp)
-
-
-def calibration(scan, region, remove_phase_ramp=None) -> dict:
+def calibration(scan, region, remove_phase_ramp: bool = False) -> dict:
     from ptycho.evaluation import calibration_metrics
 
     rows = calibration_metrics(scan.object_guess, region,
                                scan_xy=np.column_stack([scan.xcoords, scan.ycoords]),
-                               remove_phase_ramp=_ramp(remove_phase_ramp))
+                               remove_phase_ramp=remove_phase_ramp)
     return {name: flatten(metrics) for name, metrics in rows.items()}
 
 
@@ -165,7 +160,7 @@ def bench_refine(scans, regions, args) -> dict:
             for seed in args.solver_seeds:
                 result = refine(scan, options=RefineOptions(iterations=iterations, seed=seed))
                 runs.append({**score(result.object, result.x0_px, result.y0_px, result.weight,
-                                     scan, regions[name]),
+                                     scan, regions[name], args.remove_phase_ramp),
                              "solver_s": result.history["time_s"][-1]})
             out["rows"][f"{name}: refine from flat, {iterations} iterations"] = worst_and_median(runs)
             print(f"[refine] {name} K={iterations}: {out['rows'][f'{name}: refine from flat, {iterations} iterations']}",
@@ -174,7 +169,7 @@ def bench_refine(scans, regions, args) -> dict:
         for seed in args.solver_seeds:
             def on_iteration(k, snapshot, name=name, scan=scan):
                 return score(snapshot.object, snapshot.x0_px, snapshot.y0_px, snapshot.weight,
-                             scan, regions[name])
+                             scan, regions[name], args.remove_phase_ramp)
 
             result = refine(scan, options=RefineOptions(iterations=curve_iterations, seed=seed),
                             on_iteration=on_iteration)
@@ -200,7 +195,8 @@ def train_model(scan, backend: str, architecture: str, epochs: int, seed: int,
     return result.model, time.perf_counter() - started, len(result.history["epoch"])
 
 
-def network_scores(model, scans, regions, refine_iterations) -> tuple[dict, dict]:
+def network_scores(model, scans, regions, refine_iterations, remove_phase_ramp: bool = False
+                   ) -> tuple[dict, dict]:
     """Scores of the network on every scan and after K solver iterations from its output.
 
     Returns ``(rows, curves)``: ``curves`` holds the per-iteration history (with scores) of the
@@ -215,19 +211,19 @@ def network_scores(model, scans, regions, refine_iterations) -> tuple[dict, dict
         result = inference.reconstruct(model, scan, stitch_weight="probe")
         stitched = result.stitched
         out[name] = {**score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight,
-                             scan, regions[name]), "infer_s": time.perf_counter() - started}
+                             scan, regions[name], remove_phase_ramp), "infer_s": time.perf_counter() - started}
         for iterations in refine_iterations:
             refined = inference.refine_reconstruction(
                 result, scan, RefineOptions(iterations=iterations), probe=model.probe)
             out[f"{name} + refine {iterations}"] = {
                 **score(refined.object, refined.x0_px, refined.y0_px, refined.weight, scan,
-                        regions[name]), "solver_s": refined.history["time_s"][-1]}
+                        regions[name], remove_phase_ramp), "solver_s": refined.history["time_s"][-1]}
         if refine_iterations:
             # the per-iteration curve in a run of its own: scoring between iterations slows the
             # solver's next iteration (caches, thread pools), which would bias solver_s above
             def on_iteration(k, snapshot, name=name, scan=scan):
                 return score(snapshot.object, snapshot.x0_px, snapshot.y0_px, snapshot.weight,
-                             scan, regions[name])
+                             scan, regions[name], remove_phase_ramp)
 
             curves[name] = inference.refine_reconstruction(
                 result, scan, RefineOptions(iterations=max(refine_iterations)),
@@ -235,7 +231,7 @@ def network_scores(model, scans, regions, refine_iterations) -> tuple[dict, dict
     return out, curves
 
 
-def adapted_scores(model, scans, regions, epochs: int) -> dict:
+def adapted_scores(model, scans, regions, epochs: int, remove_phase_ramp: bool = False) -> dict:
     """The network fine-tuned for ``epochs`` on the ``new`` scan (infer --adapt-epochs)."""
     from ptycho.config.config import ExecutionConfig
     from ptycho.workflows import inference
@@ -248,24 +244,29 @@ def adapted_scores(model, scans, regions, epochs: int) -> dict:
     stitched = inference.reconstruct(adapted.model, scan, stitch_weight="probe").stitched
     return {f"new + adapt {epochs} epochs": {
         **score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight, scan,
-                regions["new"]), "adapt_s": adapted.seconds}}
+                regions["new"], remove_phase_ramp), "adapt_s": adapted.seconds}}
 
 
-def bench_network(scans, regions, args, label="network", **fields) -> dict:
-    """Network rows; ``fields`` (TrainingConfig) mark a variant recipe (no adaptation rows),
-    ``args.loss`` picks the data term of every training."""
+def bench_network(scans, regions, args, label="network", model_fields=None, **fields) -> dict:
+    """Network rows; ``fields`` (TrainingConfig) or ``model_fields`` (ModelConfig) mark a variant
+    recipe (no adaptation rows), ``args.loss`` picks the data term of every PINN training."""
     out = {"rows": {}, "curves": {}}
-    if args.loss != "nll":
+    variant = bool(fields or model_fields)
+    supervised = (model_fields or {}).get("model_type") == "supervised"
+    if args.loss != "nll" and not supervised:
         label = f"{label}, {args.loss} loss"
     for backend, architecture, epochs in itertools.product(args.backends, args.architectures,
                                                             args.epochs):
         per_scan: dict[str, list] = {}
         for seed in args.train_seeds:
+            loss = {} if supervised else LOSSES[args.loss]
             model, seconds, done = train_model(scans["train"], backend, architecture,
-                                               epochs, seed, **fields, **LOSSES[args.loss])
-            rows, curves = network_scores(model, scans, regions, args.refine_after)
-            if args.adapt_epochs and not fields:
-                rows.update(adapted_scores(model, scans, regions, args.adapt_epochs))
+                                               epochs, seed, model_fields, **fields, **loss)
+            rows, curves = network_scores(model, scans, regions, args.refine_after,
+                                          args.remove_phase_ramp)
+            if args.adapt_epochs and not variant:
+                rows.update(adapted_scores(model, scans, regions, args.adapt_epochs,
+                                           args.remove_phase_ramp))
             for key, row in rows.items():
                 per_scan.setdefault(key, []).append({**row, "train_s": seconds,
                                                      "epochs_run": float(done)})
@@ -294,6 +295,15 @@ def bench_targets(scans, regions, args) -> dict:
     return out
 
 
+def bench_ceiling(scans, regions, args) -> dict:
+    """The generator trained on the training scan's ground truth (``model_type='supervised'``,
+    early stopping off): what the architecture can learn in the budget with perfect targets,
+    an upper bound for every physics-loss recipe."""
+    return bench_network(scans, regions, args, label="supervised on the truth",
+                         model_fields={"model_type": "supervised"},
+                         early_stop_patience=max(args.epochs))
+
+
 # -- report -------------------------------------------------------------------------------------
 
 def markdown(report: dict) -> str:
@@ -309,7 +319,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {scan_name}: {name} | {m['amplitude_ssim']:.3f} | "
                          f"{m['phase_ssim']:.3f} | {m['amplitude_psnr_db']:.2f} | "
                          f"{m['phase_psnr_db']:.2f} | |")
-    for section in ("refine", "network", "targets"):
+    for section in ("refine", "network", "ceiling", "targets"):
         for name, m in report.get(section, {}).get("rows", {}).items():
             seconds = " + ".join(f"{m[k]:.1f} ({k[:-2]})" for k in (
                 "train_s", "adapt_s", "solver_s", "infer_s") if k in m)
@@ -339,7 +349,7 @@ def figure(report: dict, path: Path) -> None:
     from ptycho.figures import agg_figure, save_png
 
     groups: dict[tuple[str, str], list[dict]] = {}
-    for section in ("refine", "network", "targets"):
+    for section in ("refine", "network", "ceiling", "targets"):
         for name, history in report.get(section, {}).get("curves", {}).items():
             scan_name, _, start = name.partition(": ")
             start = re.sub(r", seed \d+$", "", start)
@@ -382,7 +392,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sections", nargs="+", default=["refine", "network", "targets"],
-                        choices=["refine", "network", "targets"])
+                        choices=["refine", "network", "ceiling", "targets"])
     parser.add_argument("--iterations", type=int, nargs="+", default=[4, 8, 20, 40],
                         help="solver iterations from a flat object")
     parser.add_argument("--solver-seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -421,7 +431,6 @@ def main(argv=None) -> int:
         args.iterations, args.solver_seeds, args.epochs = [2], [0], [1]
         args.train_seeds, args.refine_after, args.target_iterations = [42], [2], 2
         args.architectures, args.adapt_epochs = ["cnn"], 1
-    SCORING["remove_phase_ramp"] = args.remove_phase_ramp
 
     import torch
 
@@ -432,9 +441,10 @@ def main(argv=None) -> int:
     report = {"created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
               "scans": SCANS, "scan_common": SCAN_COMMON, "args": {
                   k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "calibration": {name: calibration(scan, regions[name])
+              "calibration": {name: calibration(scan, regions[name], args.remove_phase_ramp)
                               for name, scan in scans.items()}}
-    sections = {"refine": bench_refine, "network": bench_network, "targets": bench_targets}
+    sections = {"refine": bench_refine, "network": bench_network, "ceiling": bench_ceiling,
+                "targets": bench_targets}
     for name in args.sections:
         report[name] = sections[name](scans, regions, args)
     report["total_s"] = time.perf_counter() - started
