@@ -1,0 +1,218 @@
+"""Experiment: does a real-space physics input make the network's inverse map learnable?
+
+The package's generators read the far-field amplitudes and must learn the whole inverse
+(Fourier -> real space, phase retrieval) from one scan. This experiment, outside the package,
+trains one small U-Net **supervised on the ground truth** (the upper bound of any physics-loss
+recipe) with two inputs:
+
+``amplitude``
+    ``log1p`` of the normalised amplitudes (1 channel), as the package's generators see them.
+``estimate``
+    the same channel plus a per-pattern estimate of the object patch: ``K`` ePIE iterations on
+    that pattern alone from a flat patch with the known probe (no overlap, so each pattern's
+    estimate is independent and costs ``2K`` FFTs), as amplitude, real and imaginary parts,
+    each weighted by ``|P| / max |P|``, and that weight (4 channels).
+
+Scans: the two of ``benchmarks/quality.py`` (train on ``train``, test on ``new``), plus
+``--library`` image pairs as extra training scans (same design, seeds 10, 11, ...). The U-Net:
+3 levels (32, 64, 128 filters), sigmoid amplitude, ``pi tanh`` phase; loss: amplitude MAE plus
+wrapped-phase MAE on the central N/2 box; Adam 1e-3, batch 16. Stitched with the probe weight
+and scored like ``quality.py`` with the linear phase ramp removed, beside its calibration rows
+and the per-pattern estimate stitched on its own.
+
+Writes ``benchmarks/results/network-input-<UTC stamp>.json`` and ``.md``. Behind section 5 of
+``benchmarks/results/network-diagnosis-20261207.md``; run ``python benchmarks/network_input.py
+--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quality  # the benchmark scans and scoring
+
+
+def per_pattern_estimate(amplitude: np.ndarray, probe: np.ndarray, iterations: int) -> np.ndarray:
+    """ePIE on each pattern alone from a flat patch; returns the patches (M, N, N) complex128.
+
+    ``amplitude`` (M, N, N) normalised far-field amplitudes (DC at the centre); ``probe``
+    (N, N) complex, rescaled here so that its far-field power matches the patterns' mean.
+    """
+    n = amplitude.shape[-1]
+    target = np.fft.ifftshift(amplitude, axes=(-2, -1)) * n  # unnormalised FFT magnitudes
+    probe = probe * np.sqrt((amplitude ** 2).sum((1, 2)).mean() / (np.abs(probe) ** 2).sum())
+    step = 1.0 / (np.abs(probe) ** 2).max()
+    patches = np.ones(amplitude.shape, np.complex128)
+    for _ in range(iterations):
+        psi = probe * patches
+        spectrum = np.fft.fft2(psi)
+        projected = np.fft.ifft2(spectrum * (target / np.maximum(np.abs(spectrum), 1e-9)))
+        patches = patches + step * np.conj(probe) * (projected - psi)
+    return patches
+
+
+def network_input(scan, kind: str, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(channels (M, C, N, N) float32, estimate (M, N, N) complex128 or None)``."""
+    from ptycho import physics
+
+    amplitude = np.asarray(scan.diffraction, np.float64)
+    amplitude = amplitude * physics.diffraction_norm_factor(amplitude)
+    channels = [np.log1p(amplitude)[:, None]]
+    estimate = None
+    if kind == "estimate":
+        probe = np.asarray(scan.probe, np.complex128)
+        estimate = per_pattern_estimate(amplitude, probe, iterations)
+        weight = np.broadcast_to(np.abs(probe) / np.abs(probe).max(), estimate.shape)
+        channels.append(np.stack([np.abs(estimate) * weight, estimate.real * weight,
+                                  estimate.imag * weight, weight], 1))
+    return np.concatenate(channels, 1).astype(np.float32), estimate
+
+
+def make_unet(c_in: int, width: int = 32):
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    def block(a: int, b: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(a, b, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(b, b, 3, padding=1), nn.ReLU())
+
+    class UNet(nn.Module):
+        """(B, c_in, N, N) -> amplitude (B, N, N) in (0, 1), phase (B, N, N) in (-pi, pi)."""
+
+        def __init__(self):
+            super().__init__()
+            self.e1, self.e2, self.e3 = block(c_in, width), block(width, 2 * width), block(
+                2 * width, 4 * width)
+            self.d2, self.d1 = block(6 * width, 2 * width), block(3 * width, width)
+            self.out = nn.Conv2d(width, 2, 1)
+
+        def forward(self, x):
+            a = self.e1(x)
+            b = self.e2(F.max_pool2d(a, 2))
+            c = self.e3(F.max_pool2d(b, 2))
+            d = self.d2(torch.cat([F.interpolate(c, scale_factor=2), b], 1))
+            d = self.d1(torch.cat([F.interpolate(d, scale_factor=2), a], 1))
+            out = self.out(d)
+            return torch.sigmoid(out[:, 0]), np.pi * torch.tanh(out[:, 1])
+
+    return UNet()
+
+
+def stitched_score(patches, scan, region) -> dict:
+    from ptycho.stitching import probe_weight, stitch_patches
+
+    half = scan.N // 2
+    stitched = stitch_patches(patches, np.column_stack([scan.xcoords, scan.ycoords]), M=half,
+                              pixel_weight=probe_weight(scan.probe, half))
+    return quality.score(stitched.object, stitched.x0_px, stitched.y0_px, stitched.weight, scan,
+                         region, remove_phase_ramp=True)
+
+
+def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args) -> dict:
+    import torch
+
+    from ptycho import physics
+
+    torch.manual_seed(seed)
+    inputs = torch.tensor(np.concatenate([network_input(s, kind, args.estimate_iterations)[0]
+                                          for s in train_scans]))
+    truth = torch.tensor(np.concatenate([
+        physics.extract_patches(s.object_guess, s.xcoords, s.ycoords, s.N) for s in train_scans
+    ])).to(torch.complex64)
+    net = make_unet(inputs.shape[1])
+    optimiser = torch.optim.Adam(net.parameters(), 1e-3)
+    n = train_scans[0].N
+    box = slice(n // 4, n // 4 + n // 2)
+    started = time.perf_counter()
+    for _ in range(args.epochs):
+        order = torch.randperm(len(inputs))
+        for start in range(0, len(inputs), 16):
+            batch = order[start:start + 16]
+            amplitude, phase = net(inputs[batch])
+            target = truth[batch]
+            error = ((amplitude - target.abs()).abs()
+                     + torch.angle(torch.polar(amplitude, phase) * target.conj()).abs())
+            loss = error[:, box, box].mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    scores = {"train_s": time.perf_counter() - started}
+    for name, scan in test_scans.items():
+        with torch.no_grad():
+            amplitude, phase = net(torch.tensor(network_input(scan, kind,
+                                                              args.estimate_iterations)[0]))
+        scores[name] = stitched_score(torch.polar(amplitude, phase).numpy(), scan, regions[name])
+    return scores
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--inputs", nargs="+", default=["amplitude", "estimate"],
+                        choices=["amplitude", "estimate"])
+    parser.add_argument("--library", nargs="*", default=[], metavar="AMP:PHASE",
+                        help="extra training scans, scikit-image names (e.g. moon:brick)")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42])
+    parser.add_argument("--estimate-iterations", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=quality.RESULTS)
+    args = parser.parse_args(argv)
+
+    from ptycho.data.simulation import simulate
+
+    scans = quality.make_scans()
+    regions = {name: quality.scored_region(scan) for name, scan in scans.items()}
+    library = [simulate(**quality.SCAN_COMMON, object_kind=f"image:{spec}", seed=10 + i).scan
+               for i, spec in enumerate(args.library)]
+    report = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+              "calibration": {name: quality.calibration(scan, regions[name], True)
+                              for name, scan in scans.items()},
+              "estimate alone": {name: stitched_score(
+                  network_input(scan, "estimate", args.estimate_iterations)[1], scan,
+                  regions[name]) for name, scan in scans.items()},
+              "runs": {}}
+    for kind in args.inputs:
+        runs = [train_and_score(kind, seed, [scans["train"], *library], scans, regions, args)
+                for seed in args.seeds]
+        report["runs"][kind] = runs
+        print(f"[{kind}] {runs}", file=sys.stderr, flush=True)
+
+    lines = ["# Network input experiment (supervised U-Net, ground-truth targets)", "",
+             f"Arguments: {report['args']}. Amplitude / phase SSIM, linear phase ramp removed; "
+             "networks: worst / median over seeds.", "",
+             "| row | train amp | train phase | new amp | new phase |", "|---|---|---|---|---|"]
+
+    def cells(per_scan: list[dict]) -> str:
+        out = []
+        for name in scans:
+            for component in quality.COMPONENTS:
+                values = [scores[name][f"{component}_ssim"] for scores in per_scan]
+                out.append(f"{min(values):.3f} / {statistics.median(values):.3f}"
+                           if len(values) > 1 else f"{values[0]:.3f}")
+        return " | ".join(out)
+
+    for row in report["calibration"]["train"]:
+        lines.append(f"| {row} | " + cells([{name: report["calibration"][name][row]
+                                              for name in scans}]) + " |")
+    lines.append(f"| per-pattern estimate alone, {args.estimate_iterations} iterations | "
+                 + cells([report["estimate alone"]]) + " |")
+    for kind, runs in report["runs"].items():
+        seconds = statistics.median(run["train_s"] for run in runs)
+        lines.append(f"| U-Net, input {kind}, {args.epochs} epochs, "
+                     f"{1 + len(library)} training scans ({seconds:.0f} s) | {cells(runs)} |")
+    text = "\n".join(lines) + "\n"
+    base = quality.write_record(args.out, "network-input", quality.utc_stamp(), report, text)
+    print(text + f"\nresults: {base}.json, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
