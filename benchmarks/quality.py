@@ -25,7 +25,7 @@ Sections (``--sections``):
     instead of the Poisson NLL.
 ``ceiling``
     The generator trained on the training scan's ground truth (supervised, early stopping
-    off): an upper bound for the network rows at the same epochs.
+    off): a practical upper bound for the network rows at the same epochs.
 ``targets``
     ``train --targets refine:K`` (solver targets + physics loss) beside plain training, for
     the target weights given; total wall time includes the solver.
@@ -297,8 +297,8 @@ def bench_targets(scans, regions, args) -> dict:
 
 def bench_ceiling(scans, regions, args) -> dict:
     """The generator trained on the training scan's ground truth (``model_type='supervised'``,
-    early stopping off): what the architecture can learn in the budget with perfect targets,
-    an upper bound for every physics-loss recipe."""
+    early stopping off): what the architecture learns in the budget from perfect targets,
+    a practical upper bound for the physics-loss recipes (not a strict one)."""
     return bench_network(scans, regions, args, label="supervised on the truth",
                          model_fields={"model_type": "supervised"},
                          early_stop_patience=max(args.epochs))
