@@ -20,7 +20,7 @@ wrapped-phase MAE on the central N/2 box; Adam 1e-3, batch 16. Stitched with the
 and scored like ``quality.py`` with the linear phase ramp removed, beside its calibration rows
 and the per-pattern estimate stitched on its own.
 
-Writes ``benchmarks/results/network-input-<UTC stamp>.json`` and ``.md``. Behind section 5 of
+Writes ``benchmarks/results/network-input-<UTC stamp>.json`` and ``.md``. Behind section 6 of
 ``benchmarks/results/network-diagnosis-20261207.md``; run ``python benchmarks/network_input.py
 --help``.
 """

@@ -46,7 +46,7 @@ from ptycho.config.config import (
     validate_inference_config,
     validate_training_config,
 )
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +291,7 @@ def load_config_file(path: str | Path) -> ConfigValues:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{name}, line {mark.line + 1}" if mark is not None else name
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        problem = getattr(exc, "problem", None) or first_line(exc)
         raise InputError("invalid YAML", where, "a valid YAML mapping of option names to values",
                          problem) from None
     if data is None:

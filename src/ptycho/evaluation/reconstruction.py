@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 
 EXPECTED_KEYS = "object, x0_px, y0_px (optional weight, xcoords, ycoords)"
 
@@ -73,11 +73,10 @@ def _load(path: Path):
             raise InputError("pickled object array", str(path),
                              "a plain numeric array (pickles are never loaded)") from None
         raise InputError("unreadable file", str(path), "a NumPy .npz or .npy file",
-                         str(exc).splitlines()[0]) from None
+                         first_line(exc)) from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InputError("unreadable file", str(path), "a NumPy .npz or .npy file",
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                         ) from None
+                         first_line(exc, with_type=True)) from None
 
 
 def _member(npz, key: str, where: str) -> np.ndarray | None:
@@ -90,7 +89,7 @@ def _member(npz, key: str, where: str) -> np.ndarray | None:
             raise InputError("pickled object array", where,
                              "a plain numeric array (pickles are never loaded)") from None
         raise InputError("unreadable array", where, "a valid .npy member",
-                         str(exc).splitlines()[0]) from None
+                         first_line(exc)) from None
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise InputError("corrupt member", where, "a readable .npy member",
                          type(exc).__name__) from None

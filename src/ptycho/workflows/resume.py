@@ -32,7 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 from ptycho.fileio import write_bytes_atomic, write_text_atomic
 from ptycho.runcontrol import STATE_NAMES, Checkpoint
 
@@ -120,8 +120,7 @@ def read_checkpoint(output_dir: str | Path) -> Checkpoint:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError("unreadable checkpoint", where, "valid JSON written by ptychopinn",
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                         ) from None
+                         first_line(exc, with_type=True)) from None
     if not isinstance(document, dict):
         raise InputError("unreadable checkpoint", where, "a JSON object", type(document).__name__)
     version = document.get("format_version")

@@ -10,7 +10,7 @@ import torch
 from ptycho.backends.architecture import skips_border
 from ptycho.backends.pytorch.model import PtychoPINN, offsets_to_torch
 from ptycho.config.config import DEFAULT_PREDICT_BATCH, ModelConfig
-from ptycho.errors import ArchiveError, InputError
+from ptycho.errors import ArchiveError, InputError, first_line
 
 PAYLOAD_NAME = "weights.pt"
 BACKEND = "pytorch"
@@ -98,9 +98,8 @@ def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TorchTraine
             raise TypeError(f"a {type(state).__name__} instead of a state dict")
         module.load_state_dict(state)
     except Exception as exc:  # UnpicklingError (unsafe pickle), RuntimeError (shapes), ...
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
         raise ArchiveError("unsafe or invalid weights", PAYLOAD_NAME,
                            "a torch state dict of tensors written by this model configuration "
                            "(nothing else is loaded; code in it is never run)",
-                           f"{type(exc).__name__}: {detail}") from None
+                           first_line(exc, with_type=True, max_chars=200)) from None
     return TorchTrainedModel(module, manifest.get("history", {}))

@@ -21,7 +21,7 @@ from ptycho.backends.pytorch.model import PtychoPINN
 from ptycho.backends.pytorch.trained_model import TorchTrainedModel
 from ptycho.config.config import ExecutionConfig, TrainingConfig
 from ptycho.data.grouping import GroupedData, GroupedScans
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 
 try:  # Lightning's own SIGTERM handling (2.3+) raises this from its loops
     from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -147,7 +147,7 @@ def _restore(resume, module: PtychoPINN, tracker: HistoryAndBest, control: StepC
     except Exception as exc:
         raise InputError("invalid checkpoint state", resume.source or "resume.pt",
                          "a checkpoint written by this model configuration (train again without "
-                         "--resume)", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                         "--resume)", first_line(exc, with_type=True, max_chars=200)
                          ) from None
     progress = resume.progress
     tracker.history = {k: list(v) for k, v in progress.get("history", {}).items()}

@@ -47,7 +47,7 @@ from ptycho.config.config import (
     TrainingConfig,
 )
 from ptycho.data.grouping import GroupedData, GroupedScans
-from ptycho.errors import InputError
+from ptycho.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def _restore(resume, pinn: PtychoPINN, optimizer, control: EpochControl) -> None
     except Exception as exc:
         raise InputError("invalid checkpoint state", where,
                          "a checkpoint written by this model configuration (train again without "
-                         "--resume)", f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                         "--resume)", first_line(exc, with_type=True, max_chars=200)
                          ) from None
     control.best_weights = best or None
     control.history = {k: list(v) for k, v in resume.progress.get("history", {}).items()}
@@ -685,8 +685,7 @@ def load_model(manifest: dict, payload: bytes, probe: np.ndarray) -> TFTrainedMo
             with _quiet_keras_numpy_warning():
                 module.load_weights(path)
         except Exception as exc:  # not HDF5 (e.g. a pickle or .keras zip), wrong shapes, ...
-            detail = (str(exc).strip().splitlines() or [""])[0][:200]
             raise ArchiveError("weights do not match the model", PAYLOAD_NAME,
                                "a Keras weights file written by this model configuration",
-                               f"{type(exc).__name__}: {detail}") from None
+                               first_line(exc, with_type=True, max_chars=200)) from None
     return TFTrainedModel(module, manifest.get("history", {}))
