@@ -2,8 +2,10 @@
 
 The package's generators read the far-field amplitudes and must learn the whole inverse
 (Fourier -> real space, phase retrieval) from one scan. This experiment, outside the package,
-trains one small U-Net **supervised on the ground truth** (the upper bound of any physics-loss
-recipe) with two inputs:
+trains one small U-Net, **supervised on the ground truth** (``--loss truth``, a practical upper
+bound of any physics-loss recipe) or with the **physics loss** alone (``--loss physics``: the
+far-field amplitude MAE against the measured patterns with the known probe, no ground truth,
+as the PINN at gridsize 1), with two inputs:
 
 ``amplitude``
     ``log1p`` of the normalised amplitudes (1 channel), as the package's generators see them.
@@ -15,8 +17,9 @@ recipe) with two inputs:
 
 Scans: the two of ``benchmarks/quality.py`` (train on ``train``, test on ``new``), plus
 ``--library`` image pairs as extra training scans (same design, seeds 10, 11, ...). The U-Net:
-3 levels (32, 64, 128 filters), sigmoid amplitude, ``pi tanh`` phase; loss: amplitude MAE plus
-wrapped-phase MAE on the central N/2 box; Adam 1e-3, batch 16. Stitched with the probe weight
+3 levels (32, 64, 128 filters), sigmoid amplitude (times 2 with the physics loss), ``pi tanh``
+phase; the truth loss is the amplitude MAE plus the wrapped-phase MAE on the central N/2 box;
+Adam 1e-3, batch 16. Stitched with the probe weight
 and scored like ``quality.py`` with the linear phase ramp removed, beside its calibration rows
 and the per-pattern estimate stitched on its own.
 
@@ -47,7 +50,7 @@ def per_pattern_estimate(amplitude: np.ndarray, probe: np.ndarray, iterations: i
     """
     n = amplitude.shape[-1]
     target = np.fft.ifftshift(amplitude, axes=(-2, -1)) * n  # unnormalised FFT magnitudes
-    probe = probe * np.sqrt((amplitude ** 2).sum((1, 2)).mean() / (np.abs(probe) ** 2).sum())
+    probe = scaled_probe(amplitude, probe)
     step = 1.0 / (np.abs(probe) ** 2).max()
     patches = np.ones(amplitude.shape, np.complex128)
     for _ in range(iterations):
@@ -60,10 +63,7 @@ def per_pattern_estimate(amplitude: np.ndarray, probe: np.ndarray, iterations: i
 
 def network_input(scan, kind: str, iterations: int) -> tuple[np.ndarray, np.ndarray]:
     """``(channels (M, C, N, N) float32, estimate (M, N, N) complex128 or None)``."""
-    from ptycho import physics
-
-    amplitude = np.asarray(scan.diffraction, np.float64)
-    amplitude = amplitude * physics.diffraction_norm_factor(amplitude)
+    amplitude = normalised_amplitude(scan)
     channels = [np.log1p(amplitude)[:, None]]
     estimate = None
     if kind == "estimate":
@@ -73,6 +73,35 @@ def network_input(scan, kind: str, iterations: int) -> tuple[np.ndarray, np.ndar
         channels.append(np.stack([np.abs(estimate) * weight, estimate.real * weight,
                                   estimate.imag * weight, weight], 1))
     return np.concatenate(channels, 1).astype(np.float32), estimate
+
+
+#: ``--loss physics``: the network's amplitude (0, 1) times this is the patch amplitude, whose
+#: scale is set by :func:`scaled_probe` (a flat patch of 1 matches the patterns' mean power).
+PHYSICS_AMPLITUDE = 2.0
+
+
+def scaled_probe(amplitude: np.ndarray, probe: np.ndarray) -> np.ndarray:
+    """``probe`` (N, N) rescaled so that its far-field power matches the mean of ``amplitude``
+    (M, N, N) normalised amplitudes: a flat patch of 1 predicts the patterns' mean power."""
+    return probe * np.sqrt((amplitude ** 2).sum((1, 2)).mean() / (np.abs(probe) ** 2).sum())
+
+
+def normalised_amplitude(scan) -> np.ndarray:
+    """The scan's amplitudes (M, N, N) float64 times the dataset normalisation factor."""
+    from ptycho import physics
+
+    amplitude = np.asarray(scan.diffraction, np.float64)
+    return amplitude * physics.diffraction_norm_factor(amplitude)
+
+
+def physics_target(scan) -> tuple[np.ndarray, np.ndarray]:
+    """``(|fft2| targets (M, N, N) with DC at [0, 0], probe per pattern (M, N, N))`` of
+    ``--loss physics``: the far-field amplitude MAE with the known probe (unnormalised FFT)."""
+    amplitude = normalised_amplitude(scan)
+    n = amplitude.shape[-1]
+    probe = scaled_probe(amplitude, np.asarray(scan.probe, np.complex128))
+    return (np.fft.ifftshift(amplitude, axes=(-2, -1)) * n,
+            np.broadcast_to(probe, amplitude.shape))
 
 
 def make_unet(c_in: int, width: int = 32):
@@ -124,12 +153,17 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
     torch.manual_seed(seed)
     inputs = torch.tensor(np.concatenate([network_input(s, kind, args.estimate_iterations)[0]
                                           for s in train_scans]))
-    truth = torch.tensor(np.concatenate([
-        physics.extract_patches(s.object_guess, s.xcoords, s.ycoords, s.N) for s in train_scans
-    ])).to(torch.complex64)
+    n = train_scans[0].N
+    if args.loss == "truth":
+        truth = torch.tensor(np.concatenate([
+            physics.extract_patches(s.object_guess, s.xcoords, s.ycoords, n) for s in train_scans
+        ])).to(torch.complex64)
+    else:  # the measured amplitudes and each scan's probe, per pattern
+        measured, probes = zip(*(physics_target(s) for s in train_scans))
+        measured = torch.tensor(np.concatenate(measured), dtype=torch.float32)
+        probes = torch.tensor(np.concatenate(probes)).to(torch.complex64)
     net = make_unet(inputs.shape[1])
     optimiser = torch.optim.Adam(net.parameters(), 1e-3)
-    n = train_scans[0].N
     box = slice(n // 4, n // 4 + n // 2)
     started = time.perf_counter()
     for _ in range(args.epochs):
@@ -137,19 +171,26 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
         for start in range(0, len(inputs), 16):
             batch = order[start:start + 16]
             amplitude, phase = net(inputs[batch])
-            target = truth[batch]
-            error = ((amplitude - target.abs()).abs()
-                     + torch.angle(torch.polar(amplitude, phase) * target.conj()).abs())
-            loss = error[:, box, box].mean()
+            if args.loss == "truth":
+                target = truth[batch]
+                error = ((amplitude - target.abs()).abs()
+                         + torch.angle(torch.polar(amplitude, phase) * target.conj()).abs())
+                loss = error[:, box, box].mean()
+            else:
+                patches = torch.polar(PHYSICS_AMPLITUDE * amplitude, phase)
+                predicted = torch.fft.fft2(probes[batch] * patches).abs()
+                loss = (predicted - measured[batch]).abs().mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
     scores = {"train_s": time.perf_counter() - started}
+    gain = 1.0 if args.loss == "truth" else PHYSICS_AMPLITUDE
     for name, scan in test_scans.items():
         with torch.no_grad():
             amplitude, phase = net(torch.tensor(network_input(scan, kind,
                                                               args.estimate_iterations)[0]))
-        scores[name] = stitched_score(torch.polar(amplitude, phase).numpy(), scan, regions[name])
+        scores[name] = stitched_score(torch.polar(gain * amplitude, phase).numpy(), scan,
+                                      regions[name])
     return scores
 
 
@@ -163,6 +204,11 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--seeds", type=int, nargs="+", default=[42])
     parser.add_argument("--estimate-iterations", type=int, default=20)
+    parser.add_argument("--loss", choices=["truth", "physics"], default="truth",
+                        help="truth: supervised on the true patches (amplitude and wrapped "
+                             "phase MAE on the central N/2 box); physics: the far-field "
+                             "amplitude MAE against the measured patterns with the known probe "
+                             "(no ground truth, as the PINN)")
     parser.add_argument("--out", type=Path, default=quality.RESULTS)
     args = parser.parse_args(argv)
 
@@ -185,7 +231,7 @@ def main(argv=None) -> int:
         report["runs"][kind] = runs
         print(f"[{kind}] {runs}", file=sys.stderr, flush=True)
 
-    lines = ["# Network input experiment (supervised U-Net, ground-truth targets)", "",
+    lines = [f"# Network input experiment (U-Net, loss: {args.loss})", "",
              f"Arguments: {report['args']}. Amplitude / phase SSIM, linear phase ramp removed; "
              "networks: worst / median over seeds.", "",
              "| row | train amp | train phase | new amp | new phase |", "|---|---|---|---|---|"]
