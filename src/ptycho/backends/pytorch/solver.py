@@ -423,9 +423,7 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
                 _update_probe(state, patches, chi, options, step_scale)
             if update_positions:
                 moved = state.origin_rc[batch] + steps.to(state.origin_rc.dtype)
-                low = start_rc[batch] - limit
-                high = start_rc[batch] + limit
-                state.origin_rc[batch] = torch.minimum(torch.maximum(moved, low), high)
+                state.origin_rc[batch] = within_correction(moved, start_rc[batch], limit)
         if update_probe and state.probe.ndim == 3:
             state.probe = torch.from_numpy(physics.orthogonalize_modes(
                 state.probe.cpu().numpy())).to(state.probe.device, state.probe.dtype)
@@ -451,6 +449,13 @@ def run_solver(state: SolverState, measured, valid: np.ndarray | None, options, 
     return state, history
 
 
+def within_correction(positions_rc: torch.Tensor, start_rc: torch.Tensor,
+                      limit_px: float) -> torch.Tensor:
+    """``positions_rc`` (M, 2) clamped to at most ``limit_px`` per axis from ``start_rc`` (M, 2)
+    (``max_position_correction_px``)."""
+    return torch.minimum(torch.maximum(positions_rc, start_rc - limit_px), start_rc + limit_px)
+
+
 def _move_affine(state: SolverState, normal: torch.Tensor, gradient: torch.Tensor,
                  start_rc: torch.Tensor, options) -> None:
     """Take the joint affine step of the iteration's summed normal equations
@@ -463,9 +468,8 @@ def _move_affine(state: SolverState, normal: torch.Tensor, gradient: torch.Tenso
         return
     n = state.probe.shape[-1]
     state.obj = warp_object(state.obj, matrix, centre_rc + n / 2)
-    limit = float(options.max_position_correction_px)
-    moved = state.origin_rc + offsets_rc @ matrix.T
-    state.origin_rc = torch.minimum(torch.maximum(moved, start_rc - limit), start_rc + limit)
+    state.origin_rc = within_correction(state.origin_rc + offsets_rc @ matrix.T, start_rc,
+                                        float(options.max_position_correction_px))
 
 
 def step_schedule(iteration: int, options) -> float:
