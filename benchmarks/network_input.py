@@ -41,6 +41,38 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import quality  # the benchmark scans and scoring
 
+#: ``--loss physics``: the network's amplitude (0, 1) times this is the patch amplitude, whose
+#: scale is set by the probe of :func:`fft_targets` (a flat patch of 1 matches the patterns'
+#: mean power).
+PHYSICS_AMPLITUDE = 2.0
+
+
+def normalised_amplitude(scan) -> np.ndarray:
+    """The scan's amplitudes (M, N, N) float64 times the dataset normalisation factor."""
+    from ptycho import physics
+
+    amplitude = np.asarray(scan.diffraction, np.float64)
+    return amplitude * physics.diffraction_norm_factor(amplitude)
+
+
+def fft_targets(amplitude: np.ndarray, probe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets (M, N, N), probe (N, N))`` for the unnormalised ``fft2`` of ``probe * patch``.
+
+    ``amplitude`` (M, N, N) normalised far-field amplitudes (DC at the centre); the targets are
+    them times N with DC at [0, 0], and ``probe`` is rescaled so that its far-field power
+    matches the patterns' mean: a flat patch of 1 predicts the mean power.
+    """
+    n = amplitude.shape[-1]
+    scale = np.sqrt((amplitude ** 2).sum((1, 2)).mean() / (np.abs(probe) ** 2).sum())
+    return np.fft.ifftshift(amplitude, axes=(-2, -1)) * n, probe * scale
+
+
+def physics_target(scan) -> tuple[np.ndarray, np.ndarray]:
+    """``(targets (M, N, N), probe per pattern (M, N, N))`` of ``--loss physics``, the
+    far-field amplitude MAE with the known probe (:func:`fft_targets`)."""
+    target, probe = fft_targets(normalised_amplitude(scan), np.asarray(scan.probe, np.complex128))
+    return target, np.broadcast_to(probe, target.shape)
+
 
 def per_pattern_estimate(amplitude: np.ndarray, probe: np.ndarray, iterations: int) -> np.ndarray:
     """ePIE on each pattern alone from a flat patch; returns the patches (M, N, N) complex128.
@@ -48,9 +80,7 @@ def per_pattern_estimate(amplitude: np.ndarray, probe: np.ndarray, iterations: i
     ``amplitude`` (M, N, N) normalised far-field amplitudes (DC at the centre); ``probe``
     (N, N) complex, rescaled here so that its far-field power matches the patterns' mean.
     """
-    n = amplitude.shape[-1]
-    target = np.fft.ifftshift(amplitude, axes=(-2, -1)) * n  # unnormalised FFT magnitudes
-    probe = scaled_probe(amplitude, probe)
+    target, probe = fft_targets(amplitude, probe)
     step = 1.0 / (np.abs(probe) ** 2).max()
     patches = np.ones(amplitude.shape, np.complex128)
     for _ in range(iterations):
@@ -73,35 +103,6 @@ def network_input(scan, kind: str, iterations: int) -> tuple[np.ndarray, np.ndar
         channels.append(np.stack([np.abs(estimate) * weight, estimate.real * weight,
                                   estimate.imag * weight, weight], 1))
     return np.concatenate(channels, 1).astype(np.float32), estimate
-
-
-#: ``--loss physics``: the network's amplitude (0, 1) times this is the patch amplitude, whose
-#: scale is set by :func:`scaled_probe` (a flat patch of 1 matches the patterns' mean power).
-PHYSICS_AMPLITUDE = 2.0
-
-
-def scaled_probe(amplitude: np.ndarray, probe: np.ndarray) -> np.ndarray:
-    """``probe`` (N, N) rescaled so that its far-field power matches the mean of ``amplitude``
-    (M, N, N) normalised amplitudes: a flat patch of 1 predicts the patterns' mean power."""
-    return probe * np.sqrt((amplitude ** 2).sum((1, 2)).mean() / (np.abs(probe) ** 2).sum())
-
-
-def normalised_amplitude(scan) -> np.ndarray:
-    """The scan's amplitudes (M, N, N) float64 times the dataset normalisation factor."""
-    from ptycho import physics
-
-    amplitude = np.asarray(scan.diffraction, np.float64)
-    return amplitude * physics.diffraction_norm_factor(amplitude)
-
-
-def physics_target(scan) -> tuple[np.ndarray, np.ndarray]:
-    """``(|fft2| targets (M, N, N) with DC at [0, 0], probe per pattern (M, N, N))`` of
-    ``--loss physics``: the far-field amplitude MAE with the known probe (unnormalised FFT)."""
-    amplitude = normalised_amplitude(scan)
-    n = amplitude.shape[-1]
-    probe = scaled_probe(amplitude, np.asarray(scan.probe, np.complex128))
-    return (np.fft.ifftshift(amplitude, axes=(-2, -1)) * n,
-            np.broadcast_to(probe, amplitude.shape))
 
 
 def make_unet(c_in: int, width: int = 32):

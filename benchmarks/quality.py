@@ -255,11 +255,11 @@ def bench_network(scans, regions, args, label="network", model_fields=None, **fi
     supervised = (model_fields or {}).get("model_type") == "supervised"
     if args.loss != "nll" and not supervised:
         label = f"{label}, {args.loss} loss"
+    loss = {} if supervised else LOSSES[args.loss]
     for backend, architecture, epochs in itertools.product(args.backends, args.architectures,
                                                             args.epochs):
         per_scan: dict[str, list] = {}
         for seed in args.train_seeds:
-            loss = {} if supervised else LOSSES[args.loss]
             model, seconds, done = train_model(scans["train"], backend, architecture,
                                                epochs, seed, model_fields, **fields, **loss)
             rows, curves = network_scores(model, scans, regions, args.refine_after,
