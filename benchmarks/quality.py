@@ -5,9 +5,9 @@ defocused (ringed) probe, 1e6 photons per pattern. The object's amplitude and ph
 two different scikit-image photographs; the network trains on scan ``train`` and is also
 tested on scan ``new`` (other images, never seen in training).
 
-Every reconstruction is scored by ``ptycho.evaluation`` (sub-pixel registration, global phase
-and amplitude scale removed; with ``--remove-phase-ramp`` the linear phase ramp too) on the same
-truth pixels: the union of the central N/2 x N/2 boxes of the scan positions (what
+Every reconstruction is scored by ``ptycho.evaluation`` (sub-pixel registration; global phase,
+linear phase ramp and amplitude scale removed, as issue 13 specifies; ``--no-remove-phase-ramp``
+keeps the ramp, as the records before 2026-12-08 did) on the same truth pixels: the union of the central N/2 x N/2 boxes of the scan positions (what
 probe-weighted stitching covers). Beside them, computed the same
 way on the same pixels, the calibration rows: a flat object, the truth blurred by 3 px and by
 1.5 px (``ptycho.evaluation.calibration_metrics``).
@@ -418,9 +418,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure-from", type=Path, metavar="JSON",
                         help="only redraw the figure of an earlier result file")
-    parser.add_argument("--remove-phase-ramp", action="store_true",
+    parser.add_argument("--remove-phase-ramp", action=argparse.BooleanOptionalAction,
+                        default=True,
                         help="score every row (calibration rows too) with the linear phase "
-                             "ramp removed (ptycho.evaluation remove_phase_ramp)")
+                             "ramp removed (ptycho.evaluation remove_phase_ramp; default); "
+                             "--no-remove-phase-ramp keeps it")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: one seed, few iterations and epochs")
     args = parser.parse_args(argv)
