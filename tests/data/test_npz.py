@@ -342,6 +342,21 @@ def test_write_read_round_trip(tmp_path, rng):
     assert [p.name for p in path.parent.iterdir()] == ["round.npz"]  # no temp file left
 
 
+def test_round_trip_keeps_the_bad_pixel_mask(tmp_path, rng):
+    arrays = _arrays(rng)
+    bad = np.zeros(arrays["diff3d"].shape[1:], bool)
+    bad[3, 5] = True
+    bad[7, 1] = True
+    scan = Scan(diffraction=arrays["diff3d"], xcoords=arrays["xcoords"],
+                ycoords=arrays["ycoords"], probe=arrays["probeGuess"], bad_pixels=bad)
+    write_scan_npz(tmp_path / "masked.npz", scan)
+    back = read_scan_npz(tmp_path / "masked.npz")
+    np.testing.assert_array_equal(back.bad_pixels, bad)
+    # still amplitudes; the masked pixels get the reader's documented fill
+    np.testing.assert_array_equal(back.diffraction[:, ~bad], scan.diffraction[:, ~bad])
+    assert back.measured_domain == "amplitude"
+
+
 def test_round_trip_of_intensity_scan_stays_amplitude(tmp_path, rng):
     counts = rng.integers(1, 1000, (M, N, N)).astype(np.uint16)
     first = read_scan_npz(_save(tmp_path, _arrays(rng, diff3d=counts)))

@@ -422,7 +422,10 @@ def read_members(reader: MemberReader, measurement: str, lazy: bool | None = Fal
 def write_scan_npz(path: str | Path, scan: Scan, *, extra: dict | None = None) -> None:
     """Write ``scan`` as a PtychoPINN NPZ (amplitudes in ``diff3d``), atomically.
 
-    ``extra`` adds plain arrays (e.g. simulation metadata); nothing is pickled.
+    ``extra`` adds plain arrays (e.g. simulation metadata); nothing is pickled. The scan's
+    ``bad_pixels`` mask is kept (the explicit ``measurement='amplitude'`` keeps the reader from
+    taking its presence for a ptychodus export of counts); ``saturation_counts`` is a reading
+    option (``--saturation``), not stored.
     """
     arrays = {
         "xcoords": scan.xcoords,
@@ -437,6 +440,8 @@ def write_scan_npz(path: str | Path, scan: Scan, *, extra: dict | None = None) -
     }
     if scan.object_guess is not None:
         arrays["objectGuess"] = np.asarray(scan.object_guess, np.complex64)
+    if scan.bad_pixels is not None:
+        arrays["bad_pixels"] = np.asarray(scan.bad_pixels, bool)
     for key, value in (extra or {}).items():
         arrays[key] = np.asarray(value)
     path = Path(path)
