@@ -584,6 +584,54 @@ _H5_FIELD_KEYS = {
 _FIELD_TO_KEY = {"h5": _H5_FIELD_KEYS, "npz": {}}
 
 
+def _root_fields(get, require, name: str) -> dict:
+    """The root-level scalar fields of a product, from either format.
+
+    ``get(key, aliases)`` returns the stored value of the first present key or None;
+    ``require(key, aliases)`` the same, raising the format's "missing key" error instead of
+    returning None. ``name`` is the file name used in error messages.
+    """
+    fields: dict[str, Any] = {
+        "detector_object_distance_m": _as_float(require("detector_object_distance_m"),
+                                                f"{name}:detector_object_distance_m"),
+        "photon_energy_eV": _as_float(require("photon_energy_eV", (_LEGACY_ENERGY,)),
+                                      f"{name}:photon_energy_eV"),
+    }
+    for field_name, key, legacy in _SCALAR_ATTRS:
+        value = get(key, (legacy,) if legacy else ())
+        if value is not None:
+            fields[field_name] = _as_float(value, f"{name}:{key}")
+    for key, default in (("name", "Unnamed"), ("comments", "")):
+        value = get(key)
+        fields[key] = default if value is None else _as_str(value, f"{name}:{key}")
+    value = get("far_field")
+    if value is not None:
+        fields["far_field"] = _as_bool(value, f"{name}:far_field")
+    value = get("polarization")
+    if value is not None:
+        fields["polarization"] = _as_str(value, f"{name}:polarization")
+    return fields
+
+
+def _root_values(product: Product) -> dict[str, str | float | bool]:
+    """The root-level scalars both formats write (HDF5 root attributes, NPZ keys), with the
+    legacy ``probe_energy_eV`` and ``mass_attenuation_m2_kg`` beside their current names."""
+    values: dict[str, str | float | bool] = {
+        "name": product.name,
+        "comments": product.comments,
+        "detector_object_distance_m": float(product.detector_object_distance_m),
+        "photon_energy_eV": float(product.photon_energy_eV),
+        _LEGACY_ENERGY: float(product.photon_energy_eV),
+        _LEGACY_MASS_ATTENUATION: float(product.mass_attenuation_m2_per_kg),
+    }
+    for field_name, key, _ in _SCALAR_ATTRS:
+        values[key] = float(getattr(product, field_name))
+    values["far_field"] = bool(product.far_field)
+    if product.polarization is not None:
+        values["polarization"] = product.polarization
+    return values
+
+
 def _missing(path: Path, key: str, expected: str, present: Sequence[str]) -> InputError:
     return InputError("missing key", f"{path.name}:{key}", expected,
                       f"keys {sorted(str(k) for k in present)}")
@@ -609,12 +657,12 @@ def _read_h5_fields(path: Path) -> dict:
                     return root[candidate]
             return None
 
-        def required_attr(key: str, aliases: Sequence[str] = ()) -> float:
+        def required_attr(key: str, aliases: Sequence[str] = ()) -> Any:
             value = attr(key, aliases)
             if value is None:
                 also = f" (or the legacy {', '.join(aliases)})" if aliases else ""
                 raise _missing(path, key, f"root attribute {key}{also}", list(root.keys()))
-            return _as_float(value, f"{name}:{key}")
+            return value
 
         def dataset(key: str, required: bool):
             if key not in h5:
@@ -645,24 +693,7 @@ def _read_h5_fields(path: Path) -> dict:
                 return None
             return _as_float(ds.attrs[key], label)
 
-        fields: dict[str, Any] = {
-            "detector_object_distance_m": required_attr("detector_object_distance_m"),
-            "photon_energy_eV": required_attr("photon_energy_eV", (_LEGACY_ENERGY,)),
-        }
-        for field_name, key, legacy in _SCALAR_ATTRS:
-            value = attr(key, (legacy,) if legacy else ())
-            if value is not None:
-                fields[field_name] = _as_float(value, f"{name}:{key}")
-        for key, default in (("name", "Unnamed"), ("comments", "")):
-            value = attr(key)
-            fields[key] = default if value is None else _as_str(value, f"{name}:{key}")
-        value = attr("far_field")
-        if value is not None:
-            fields["far_field"] = _as_bool(value, f"{name}:far_field")
-        value = attr("polarization")
-        if value is not None:
-            fields["polarization"] = _as_str(value, f"{name}:polarization")
-
+        fields = _root_fields(attr, required_attr, name)
         h5_object = dataset("object", True)
         fields["object"] = read(h5_object)
         fields["object_center_x_m"] = ds_attr(h5_object, "center_x_m", True)
@@ -704,22 +735,8 @@ def _write_h5(path: Path, product: Product) -> None:
     import h5py
 
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        root = h5.attrs
-        root["name"] = product.name
-        root["comments"] = product.comments
-        root["detector_object_distance_m"] = float(product.detector_object_distance_m)
-        root["photon_energy_eV"] = float(product.photon_energy_eV)
-        root[_LEGACY_ENERGY] = float(product.photon_energy_eV)
-        root["probe_photon_count"] = float(product.probe_photon_count)
-        root["exposure_time_s"] = float(product.exposure_time_s)
-        root["mass_attenuation_m2_per_kg"] = float(product.mass_attenuation_m2_per_kg)
-        root[_LEGACY_MASS_ATTENUATION] = float(product.mass_attenuation_m2_per_kg)
-        root["tomography_angle_deg"] = float(product.tomography_angle_deg)
-        root["focus_object_distance_m"] = float(product.focus_object_distance_m)
-        root["tilt_angle_deg"] = float(product.tilt_angle_deg)
-        root["far_field"] = np.bool_(product.far_field)
-        if product.polarization is not None:
-            root["polarization"] = product.polarization
+        for key, value in _root_values(product).items():
+            h5.attrs[key] = np.bool_(value) if isinstance(value, bool) else value
 
         h5.create_dataset("probe_position_indexes",
                           data=np.asarray(product.probe_position_indexes, np.int64))
@@ -790,26 +807,7 @@ def _read_npz_fields(path: Path) -> dict:
                 raise _missing(path, key, f"key {key}{also}", keys)
             return value
 
-        fields: dict[str, Any] = {
-            "detector_object_distance_m": _as_float(require("detector_object_distance_m"),
-                                                    f"{name}:detector_object_distance_m"),
-            "photon_energy_eV": _as_float(require("photon_energy_eV", (_LEGACY_ENERGY,)),
-                                          f"{name}:photon_energy_eV"),
-        }
-        for field_name, key, legacy in _SCALAR_ATTRS:
-            value = get(key, (legacy,) if legacy else ())
-            if value is not None:
-                fields[field_name] = _as_float(value, f"{name}:{key}")
-        for key, default in (("name", "Unnamed"), ("comments", "")):
-            value = get(key)
-            fields[key] = default if value is None else _as_str(value, f"{name}:{key}")
-        value = get("far_field")
-        if value is not None:
-            fields["far_field"] = _as_bool(value, f"{name}:far_field")
-        value = get("polarization")
-        if value is not None:
-            fields["polarization"] = _as_str(value, f"{name}:polarization")
-
+        fields = _root_fields(get, require, name)
         for key in ("probe_position_indexes", "probe_position_x_m", "probe_position_y_m",
                     "object", "probe"):
             fields[key] = require(key)
@@ -836,19 +834,10 @@ def _read_npz_fields(path: Path) -> dict:
 
 def _write_npz(path: Path, product: Product) -> None:
     contents: dict[str, np.ndarray] = {
-        "name": np.array(product.name, dtype=np.str_),
-        "comments": np.array(product.comments, dtype=np.str_),
-        "detector_object_distance_m": np.float64(product.detector_object_distance_m),
-        "photon_energy_eV": np.float64(product.photon_energy_eV),
-        _LEGACY_ENERGY: np.float64(product.photon_energy_eV),
-        "probe_photon_count": np.float64(product.probe_photon_count),
-        "exposure_time_s": np.float64(product.exposure_time_s),
-        "mass_attenuation_m2_per_kg": np.float64(product.mass_attenuation_m2_per_kg),
-        _LEGACY_MASS_ATTENUATION: np.float64(product.mass_attenuation_m2_per_kg),
-        "tomography_angle_deg": np.float64(product.tomography_angle_deg),
-        "focus_object_distance_m": np.float64(product.focus_object_distance_m),
-        "tilt_angle_deg": np.float64(product.tilt_angle_deg),
-        "far_field": np.bool_(product.far_field),
+        key: (np.array(value, dtype=np.str_) if isinstance(value, str)
+              else np.bool_(value) if isinstance(value, bool) else np.float64(value))
+        for key, value in _root_values(product).items()}
+    contents.update({
         "probe_position_indexes": np.asarray(product.probe_position_indexes, np.int64),
         "probe_position_x_m": np.asarray(product.probe_position_x_m, np.float64),
         "probe_position_y_m": np.asarray(product.probe_position_y_m, np.float64),
@@ -861,9 +850,7 @@ def _write_npz(path: Path, product: Product) -> None:
         "object_pixel_width_m": np.float64(product.object_pixel_width_m),
         "object_pixel_height_m": np.float64(product.object_pixel_height_m),
         "object_layer_spacing_m": _spacing(product),
-    }
-    if product.polarization is not None:
-        contents["polarization"] = np.array(product.polarization, dtype=np.str_)
+    })
     if product.probe_photon_counts is not None:
         contents["probe_photon_counts"] = np.asarray(product.probe_photon_counts, np.float64)
     if product.opr_weights is not None:
