@@ -25,11 +25,11 @@ Scans: the two of ``benchmarks/quality.py`` (train on ``train``, test on ``new``
 ``--library`` image pairs as extra training scans (same design, seeds 10, 11, ...). The U-Net:
 3 levels (32, 64, 128 filters), sigmoid amplitude (times 2 with the physics loss), ``pi tanh``
 phase; the truth loss is the amplitude MAE plus the wrapped-phase MAE on the central N/2 box;
-Adam 1e-3, batch 16. Stitched with the probe weight
+Adam 1e-3, batch 16 (``--batch-size``; ``--device cuda`` on a GPU). Stitched with the probe weight
 and scored like ``quality.py`` with the linear phase ramp removed, beside its calibration rows
 and the per-pattern estimate stitched on its own.
 
-Writes ``benchmarks/results/network-input-<UTC stamp>.json`` and ``.md``. Behind section 6 of
+Writes ``benchmarks/results/network-input-<UTC stamp>.json`` and ``.md``. Behind sections 6-7 of
 ``benchmarks/results/network-diagnosis-20261207.md``; run ``python benchmarks/network_input.py
 --help``.
 """
@@ -128,7 +128,8 @@ def fourier_shift(values, shift_rc):
     at ``(i, j)`` moves to ``(i + shift_r, j + shift_c)``; exact for whole pixels)."""
     import torch
 
-    frequency = torch.fft.fftfreq(values.shape[-1], dtype=shift_rc.dtype)
+    frequency = torch.fft.fftfreq(values.shape[-1], dtype=shift_rc.dtype,
+                                  device=shift_rc.device)
     ramp = torch.exp(-2j * np.pi * (shift_rc[:, 0, None, None] * frequency[None, :, None]
                                     + shift_rc[:, 1, None, None] * frequency[None, None, :]))
     return torch.fft.ifft2(torch.fft.fft2(values) * ramp)
@@ -211,18 +212,19 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
     from ptycho import physics
 
     torch.manual_seed(seed)
+    device = torch.device(args.device)
     inputs = torch.tensor(np.concatenate([network_input(s, kind, args.estimate_iterations)[0]
-                                          for s in train_scans]))
+                                          for s in train_scans])).to(device)
     n = train_scans[0].N
     if args.loss == "truth":
         truth = torch.tensor(np.concatenate([
             physics.extract_patches(s.object_guess, s.xcoords, s.ycoords, n) for s in train_scans
-        ])).to(torch.complex64)
+        ])).to(device, torch.complex64)
     else:  # the measured amplitudes and each scan's probe, per pattern
         measured, probes = zip(*(physics_target(s) for s in train_scans))
-        measured = torch.tensor(np.concatenate(measured), dtype=torch.float32)
-        probes = torch.tensor(np.concatenate(probes)).to(torch.complex64)
-    net = make_unet(inputs.shape[1])
+        measured = torch.tensor(np.concatenate(measured), dtype=torch.float32).to(device)
+        probes = torch.tensor(np.concatenate(probes)).to(device, torch.complex64)
+    net = make_unet(inputs.shape[1]).to(device)
     optimiser = torch.optim.Adam(net.parameters(), 1e-3)
     box = slice(n // 4, n // 4 + n // 2)
     positions_rc = np.concatenate([np.column_stack([s.ycoords, s.xcoords]) for s in train_scans])
@@ -231,14 +233,15 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
     started = time.perf_counter()
     for _ in range(args.epochs):
         if args.group == 1:
-            batches = torch.randperm(len(inputs)).split(16)
-        else:  # groups of neighbours within each scan, 16 patterns per batch
+            batches = torch.randperm(len(inputs)).split(args.batch_size)
+        else:  # groups of neighbours within each scan, batch_size patterns per batch
             groups = np.concatenate([
                 start + neighbour_groups(positions_rc[start:stop][:, ::-1], args.group, rng)
                 for start, stop in itertools.pairwise(first)])
             batches = torch.from_numpy(groups[rng.permutation(len(groups))]).split(
-                max(1, 16 // args.group))
-        for batch in batches:
+                max(1, args.batch_size // args.group))
+        for batch_cpu in batches:
+            batch = batch_cpu.to(device)
             amplitude, phase = net(inputs[batch.reshape(-1)])
             if args.loss == "truth":
                 target = truth[batch]
@@ -252,7 +255,7 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
             else:
                 patches = torch.polar(PHYSICS_AMPLITUDE * amplitude, phase).reshape(
                     *batch.shape, n, n)
-                members = torch.from_numpy(positions_rc[batch.numpy()]).float()
+                members = torch.from_numpy(positions_rc[batch_cpu.numpy()]).float().to(device)
                 offsets = (members - members.mean(1, keepdim=True)).round()
                 windows = overlap_crops(patches, probes[batch].abs() ** 2, offsets,
                                         margin=math.ceil(float(offsets.abs().max())) + 1)
@@ -265,9 +268,9 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
     gain = 1.0 if args.loss == "truth" else PHYSICS_AMPLITUDE
     for name, scan in test_scans.items():
         with torch.no_grad():
-            amplitude, phase = net(torch.tensor(network_input(scan, kind,
-                                                              args.estimate_iterations)[0]))
-        scores[name] = stitched_score(torch.polar(gain * amplitude, phase).numpy(), scan,
+            amplitude, phase = net(torch.tensor(network_input(
+                scan, kind, args.estimate_iterations)[0]).to(device))
+        scores[name] = stitched_score(torch.polar(gain * amplitude, phase).cpu().numpy(), scan,
                                       regions[name])
     return scores
 
@@ -292,8 +295,12 @@ def main(argv=None) -> int:
                              "whose patches are merged into one canvas before the forward "
                              "model (the overlap constraint, as gridsize 2 with object_big "
                              "for 4); the same number of patterns per epoch as 1")
+    parser.add_argument("--batch-size", type=int, default=16, help="patterns per step")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--out", type=Path, default=quality.RESULTS)
     args = parser.parse_args(argv)
+    if args.group > 1 and args.loss != "physics":
+        parser.error("--group needs --loss physics (the overlap acts through the forward model)")
 
     from ptycho.data.simulation import simulate
 
