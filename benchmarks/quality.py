@@ -255,6 +255,9 @@ def bench_network(scans, regions, args, label="network", model_fields=None, **fi
     supervised = (model_fields or {}).get("model_type") == "supervised"
     if args.loss != "nll" and not supervised:
         label = f"{label}, {args.loss} loss"
+    if args.gridsize != 1:
+        label = f"{label}, gridsize {args.gridsize}"
+    model_fields = {"gridsize": args.gridsize, **(model_fields or {})}
     loss = {} if supervised else LOSSES[args.loss]
     for backend, architecture, epochs in itertools.product(args.backends, args.architectures,
                                                             args.epochs):
@@ -415,6 +418,10 @@ def main(argv=None) -> int:
     parser.add_argument("--loss", choices=list(LOSSES), default="nll",
                         help="data term of the network rows' training (default: nll, the "
                              "Poisson NLL; amplitude-mae: mae_weight 1, nll_weight 0)")
+    parser.add_argument("--gridsize", type=int, default=1,
+                        help="gridsize of every network training (ModelConfig.gridsize; 2: "
+                             "groups of 4 neighbours with the object_big overlap constraint, "
+                             "about 4x the time per epoch)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--figure-from", type=Path, metavar="JSON",
                         help="only redraw the figure of an earlier result file")
