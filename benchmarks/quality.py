@@ -7,10 +7,10 @@ tested on scan ``new`` (other images, never seen in training).
 
 Every reconstruction is scored by ``ptycho.evaluation`` (sub-pixel registration; global phase,
 linear phase ramp and amplitude scale removed, as issue 13 specifies; ``--no-remove-phase-ramp``
-keeps the ramp, as the records before 2026-12-08 did) on the same truth pixels: the union of the central N/2 x N/2 boxes of the scan positions (what
-probe-weighted stitching covers). Beside them, computed the same
-way on the same pixels, the calibration rows: a flat object, the truth blurred by 3 px and by
-1.5 px (``ptycho.evaluation.calibration_metrics``).
+keeps the ramp, as the records before 2026-12-08 did) on the same truth pixels: the union of
+the central N/2 x N/2 boxes of the scan positions (what probe-weighted stitching covers).
+Beside them, computed the same way on the same pixels, the calibration rows: a flat object,
+the truth blurred by 3 px and by 1.5 px (``ptycho.evaluation.calibration_metrics``).
 
 Sections (``--sections``):
 

@@ -17,10 +17,11 @@ for the Gaussian model) drives
   the adjoint of the bilinear patch extraction (a scatter-add on the canvas);
 - the probe: ``P += step * sum_m conj(o_m) chi_m / (sum_m |o_m|**2 + floor * max)``;
 - the positions: the 2 x 2 Gauss-Newton step of the amplitude misfit for a shift of the
-  patch, with ``do/dx`` the central difference of the patch, and as residual the count
-  residual in amplitude units, ``(y - |Psi|**2) / (2 max(|Psi|, 0.5))`` (:func:`amplitude_jacobian`). (The exact derivative of the
+  patch, with ``do/dx`` the central difference of the patch. (The exact derivative of the
   bilinear sampling is piecewise constant in the shift, and its misfit has stationary points
-  inside pixel cells where half of the positions of a 2 px-perturbed scan got stuck.)
+  inside pixel cells where half of the positions of a 2 px-perturbed scan got stuck.) The
+  residual it fits is the count residual in amplitude units,
+  ``(y - |Psi|**2) / (2 max(|Psi|, 0.5))`` (:func:`amplitude_jacobian`).
 - with ``position_affine``, once per iteration, a global affine map ``B`` (2 x 2) of the
   positions about the scan's centre ``c`` taken jointly with the object: the positions move by
   ``B (p - c)`` and the object is warped to follow to first order,
