@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime as dt
 import json
 import sys
 import time
@@ -136,7 +135,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     scan = quality.make_scans(["train"])["train"]
     region = quality.scored_region(scan)
-    report = {"created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    report = {"created": quality.utc_created(),
               "iterations": args.iterations, "threads": torch.get_num_threads(),
               "scan": {**quality.SCAN_COMMON, **quality.SCANS["train"]}, "cases": {}}
     for label, draw, scale in cases(args.draws, args.scale or None, not args.no_exact):

@@ -77,6 +77,11 @@ def utc_stamp() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def utc_created() -> str:
+    """Now in UTC as ``YYYY-MM-DDTHH:MM:SSZ``, the ``created`` field of the records."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def write_record(out_dir: Path, name: str, stamp: str, report: dict, text: str) -> Path:
     """Write ``<out_dir>/<name>-<stamp>.json`` (``report``) and ``.md`` (``text``); return the
     path without suffix."""
@@ -447,7 +452,7 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     scans = make_scans()
     regions = {name: scored_region(scan) for name, scan in scans.items()}
-    report = {"created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    report = {"created": utc_created(),
               "scans": SCANS, "scan_common": SCAN_COMMON, "args": {
                   k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
               "calibration": {name: calibration(scan, regions[name], args.remove_phase_ramp)
