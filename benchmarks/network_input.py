@@ -248,18 +248,16 @@ def train_and_score(kind: str, seed: int, train_scans, test_scans, regions, args
                 error = ((amplitude - target.abs()).abs()
                          + torch.angle(torch.polar(amplitude, phase) * target.conj()).abs())
                 loss = error[:, box, box].mean()
-            elif args.group == 1:
-                patches = torch.polar(PHYSICS_AMPLITUDE * amplitude, phase)
-                predicted = torch.fft.fft2(probes[batch] * patches).abs()
-                loss = (predicted - measured[batch]).abs().mean()
-            else:
+            else:  # (B, N, N) patches, or (G, K, N, N) for groups
                 patches = torch.polar(PHYSICS_AMPLITUDE * amplitude, phase).reshape(
                     *batch.shape, n, n)
-                members = torch.from_numpy(positions_rc[batch_cpu.numpy()]).float().to(device)
-                offsets = (members - members.mean(1, keepdim=True)).round()
-                windows = overlap_crops(patches, probes[batch].abs() ** 2, offsets,
-                                        margin=math.ceil(float(offsets.abs().max())) + 1)
-                predicted = torch.fft.fft2(probes[batch] * windows).abs()
+                if args.group > 1:  # what the forward model sees: the merged canvas's windows
+                    members = torch.from_numpy(positions_rc[batch_cpu.numpy()]).float().to(
+                        device)
+                    offsets = (members - members.mean(1, keepdim=True)).round()
+                    patches = overlap_crops(patches, probes[batch].abs() ** 2, offsets,
+                                            margin=math.ceil(float(offsets.abs().max())) + 1)
+                predicted = torch.fft.fft2(probes[batch] * patches).abs()
                 loss = (predicted - measured[batch]).abs().mean()
             optimiser.zero_grad()
             loss.backward()
